@@ -1,0 +1,57 @@
+# Two commands on a fresh machine:  `make run` (the whole journey on the demo corpus)
+# and `make test` (the test suite). Everything else is a step of these.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SER    := $(BIN)/ser
+DEMO   := runs/demo
+PORT   ?= 3000
+CONFIG ?= configs/default.yaml
+export HF_HUB_OFFLINE ?= 1
+export BENTOML_DO_NOT_TRACK := True
+
+.PHONY: run test install corpus data model export serve retrain clean
+.DELETE_ON_ERROR:
+
+install: $(VENV)/.installed
+
+# The venv is rebuilt only when pyproject.toml changes; uv makes the install take seconds.
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[dev]"
+	touch $@
+
+corpus: $(DEMO)/corpus/metadata.csv
+$(DEMO)/corpus/metadata.csv: | $(VENV)/.installed
+	$(SER) synth --out $(DEMO)/corpus
+
+data: $(DEMO)/data/summary.json
+$(DEMO)/data/summary.json: $(DEMO)/corpus/metadata.csv
+	$(SER) prepare --corpus auto --data-dir $(DEMO)/corpus --out $(DEMO)/data --num-proc 2
+
+# An existing model is kept; `make retrain` (or deleting runs/demo/model) trains again.
+model: $(DEMO)/model/best/model.safetensors
+$(DEMO)/model/best/model.safetensors: $(DEMO)/data/summary.json
+	$(SER) train --config $(CONFIG) --data $(DEMO)/data --output-dir $(DEMO)/model
+
+export: $(DEMO)/model/exported.txt
+$(DEMO)/model/exported.txt: $(DEMO)/model/best/model.safetensors
+	$(SER) export --checkpoint $(DEMO)/model/best | tee $@
+
+run: $(DEMO)/model/exported.txt
+	@$(SER) evaluate --checkpoint $(DEMO)/model/best --data $(DEMO)/data --split test
+	$(SER) serve --port $(PORT)
+
+serve: | $(VENV)/.installed
+	$(SER) serve --port $(PORT)
+
+retrain:
+	rm -rf $(DEMO)/model
+	$(MAKE) run
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf runs

@@ -1,0 +1,81 @@
+"""Decoding, downmixing and resampling: the one place audio enters the toolkit.
+
+soundfile (libsndfile, shipped in its wheel) decodes WAV, FLAC, OGG and MP3 with no system
+package; torchaudio resamples.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+from .errors import AudioError
+
+TARGET_SAMPLING_RATE = 16_000
+
+
+def resample(wave: np.ndarray, orig_sr: int, target_sr: int = TARGET_SAMPLING_RATE) -> np.ndarray:
+    """Resample a mono float32 waveform (no-op when the rates match)."""
+    if orig_sr == target_sr:
+        return wave
+    out = AF.resample(torch.from_numpy(np.ascontiguousarray(wave)), orig_sr, target_sr)
+    return out.numpy()
+
+
+def to_mono(data: np.ndarray) -> np.ndarray:
+    """Average the channels of a (frames, channels) array into float32 mono."""
+    if data.ndim == 2:
+        data = data.mean(axis=1)
+    return np.ascontiguousarray(data, dtype=np.float32)
+
+
+def load_audio(
+    source: str | Path | bytes,
+    target_sr: int = TARGET_SAMPLING_RATE,
+    max_seconds: float | None = None,
+) -> np.ndarray:
+    """Decode a file path or raw bytes into mono float32 at `target_sr`.
+
+    Raises AudioError (status 400 for undecodable input, 422 for too long or silent-empty).
+    """
+    if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise AudioError("empty upload: no audio bytes received")
+        handle = io.BytesIO(source)
+        name = "upload"
+    else:
+        handle = str(source)
+        name = str(source)
+        if not Path(source).is_file():
+            raise AudioError(f"audio file not found: {name}")
+    try:
+        with sf.SoundFile(handle) as f:
+            sr = f.samplerate
+            if f.frames == 0:
+                raise AudioError(f"{name}: audio has no samples", status=422)
+            if max_seconds is not None and f.frames > max_seconds * sr:
+                raise AudioError(
+                    f"{name}: audio is {f.frames / sr:.1f} s long, the limit is {max_seconds:g} s",
+                    status=422,
+                )
+            data = f.read(dtype="float32", always_2d=True)
+    except AudioError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as err:
+        detail = getattr(err, "error_string", None) or err  # libsndfile's message, without the handle
+        raise AudioError(f"{name}: not a readable audio file ({detail})") from err
+    if data.size == 0:
+        raise AudioError(f"{name}: audio has no samples", status=422)
+    if not np.isfinite(data).all():
+        raise AudioError(f"{name}: audio contains NaN or infinite samples", status=422)
+    return resample(to_mono(data), sr, target_sr)
+
+
+def save_wav(path: str | Path, wave: np.ndarray, sampling_rate: int) -> None:
+    """Write float32 mono as 16-bit PCM WAV."""
+    sf.write(str(path), wave, sampling_rate, subtype="PCM_16")

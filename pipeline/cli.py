@@ -1,0 +1,166 @@
+"""`ser`: the command-line interface. Every user error ends as one readable line and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .errors import SerError
+
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _synth(args) -> None:
+    from .synth import synthesize_corpus
+
+    out = synthesize_corpus(args.out, speakers=args.speakers, utterances=args.utterances, seed=args.seed)
+    print(f"wrote the demo corpus to {out}")
+
+
+def _prepare(args) -> None:
+    from .features import PrepareConfig, prepare
+    from .report import print_summary
+    from .splits import SplitConfig
+
+    cfg = PrepareConfig(
+        corpus=args.corpus,
+        num_proc=args.num_proc,
+        backbone=args.backbone,
+        splits=SplitConfig(validation=args.validation_size, test=args.test_size, seed=args.seed),
+    )
+    print_summary(prepare(args.data_dir, args.out, cfg))
+    print(f"prepared data in {args.out} (summary.json)")
+
+
+def _train(args) -> None:
+    from .config import load_config
+    from .train import train
+
+    overrides = list(args.overrides)
+    if args.data:
+        overrides.append(f"data.path={args.data}")
+    if args.output_dir:
+        overrides.append(f"train.output_dir={args.output_dir}")
+    if args.backbone:
+        overrides.append(f"model.backbone={args.backbone}")
+    cfg = load_config(args.config, overrides)
+    results = train(cfg)
+    test = results.get("test")
+    if test:
+        print(
+            f"test: accuracy {test['accuracy']:.3f} · UAR {test['uar']:.3f} · macro-F1 {test['macro_f1']:.3f}"
+        )
+    print(f"best checkpoint: {Path(cfg.train.output_dir) / 'best'}")
+
+
+def _evaluate(args) -> None:
+    from .train import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(args.checkpoint, args.data, split=args.split)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(
+            f"{args.split}: accuracy {metrics['accuracy']:.3f} · UAR {metrics['uar']:.3f} "
+            f"· macro-F1 {metrics['macro_f1']:.3f} ({metrics['samples']} clips)"
+        )
+
+
+def _predict(args) -> None:
+    from .inference import Predictor
+
+    missing = [f for f in args.files if not Path(f).is_file()]
+    if missing:
+        raise SerError(f"file not found: {missing[0]}")
+    predictor = Predictor.from_pretrained(args.checkpoint)
+    for path in args.files:
+        print(json.dumps({"file": path, **predictor.predict_source(path).to_dict()}), flush=True)
+
+
+def _export(args) -> None:
+    from .export import export_checkpoint
+
+    print(f"exported to the BentoML model store as {export_checkpoint(args.checkpoint, name=args.name)}")
+
+
+def _serve(args) -> int:
+    from .serving import serve
+
+    return serve(port=args.port, host=args.host)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ser", description="Speech emotion recognition toolkit")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("synth", help="synthesize the demo emotional-speech corpus")
+    p.add_argument("--out", required=True)
+    p.add_argument("--speakers", type=int, default=12)
+    p.add_argument("--utterances", type=int, default=20, help="clips per speaker and emotion")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_synth)
+
+    p = sub.add_parser("prepare", help="read, split and preprocess a corpus with `datasets`")
+    p.add_argument("--corpus", default="auto", choices=["auto", "folder", "csv"])
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--backbone", help="apply this model's feature extractor (default: the small model's)")
+    p.add_argument("--validation-size", type=float, default=0.15, help="share of speakers")
+    p.add_argument("--test-size", type=float, default=0.2, help="share of speakers")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-proc", type=int, default=1)
+    p.set_defaults(func=_prepare)
+
+    p = sub.add_parser("train", help="fine-tune with the Accelerate loop")
+    p.add_argument("--config", help="YAML file (see configs/)")
+    p.add_argument("--data", help="prepared data directory (data.path)")
+    p.add_argument("--output-dir", help="run directory (train.output_dir)")
+    p.add_argument("--backbone", help="Hub id or local directory (model.backbone)")
+    p.add_argument("overrides", nargs="*", metavar="section.key=value")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("evaluate", help="metrics of a checkpoint on prepared data")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", default="test")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("predict", help="classify audio files (one JSON line each)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("files", nargs="+")
+    p.set_defaults(func=_predict)
+
+    p = sub.add_parser("export", help="import a checkpoint into the BentoML model store")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--name", default="ser-emotion")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("serve", help="start the BentoML server (REST + Gradio at /ui)")
+    p.add_argument("--port", type=int, default=3000)
+    p.add_argument("--host", default="0.0.0.0")
+    p.set_defaults(func=_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except SerError as err:
+        print(f"ser {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""The whole journey on the embedded default, through the real CLI and a real server:
+synth -> prepare -> train -> evaluate -> predict -> export -> serve -> POST."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import numpy as np
+import soundfile as sf
+from conftest import ser
+from helpers import export_to_store, running_server
+
+CONTRACT = {"label", "score", "scores", "duration_s", "model"}
+
+
+def test_prepare_writes_a_speaker_independent_summary(prepared):
+    summary = json.loads((prepared / "summary.json").read_text())
+    assert summary["corpus"] == "folder" and summary["speaker_independent"]
+    assert summary["labels"] == ["angry", "happy", "neutral", "sad"]
+    speakers = [set(s["speaker_ids"]) for s in summary["splits"].values()]
+    assert sum(map(len, speakers)) == 5 and len(set.union(*speakers)) == 5
+    assert sum(s["clips"] for s in summary["splits"].values()) == 5 * 4 * 4
+    assert all(s["hours"] > 0 for s in summary["splits"].values())
+    assert summary["skipped"] == []
+
+
+def test_train_writes_a_loadable_checkpoint_and_metrics(trained):
+    best = trained / "best"
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json"):
+        assert (best / name).is_file()
+    config = json.loads((best / "config.json").read_text())
+    assert sorted(config["id2label"].values()) == ["angry", "happy", "neutral", "sad"]
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert {"accuracy", "uar", "macro_f1", "confusion_matrix"} <= set(metrics["test"])
+    assert len(metrics["history"]) == 2
+    assert (trained / "confusion_matrix.png").stat().st_size > 0
+
+
+def test_evaluate_json_matches_the_training_report(trained, prepared):
+    out = ser("evaluate", "--checkpoint", str(trained / "best"), "--data", str(prepared), "--json")
+    metrics = json.loads(out.stdout)
+    assert {"accuracy", "uar", "macro_f1", "labels", "confusion_matrix"} <= set(metrics)
+    reported = json.loads((trained / "metrics.json").read_text())["test"]
+    assert metrics["confusion_matrix"] == reported["confusion_matrix"]
+    assert np.sum(metrics["confusion_matrix"]) == reported["samples"]
+
+
+def test_pipeline_predict_and_rest_agree(trained, corpus, tmp_path):
+    """The stock transformers pipeline, `ser predict` and the REST API give the same top label."""
+    from transformers import pipeline
+
+    clips = sorted(corpus.glob("*/*.wav"))[::9][:4]
+    lines = ser("predict", "--checkpoint", str(trained / "best"), *map(str, clips)).stdout.splitlines()
+    cli = [json.loads(line) for line in lines]
+    assert [c["file"] for c in cli] == [str(c) for c in clips]
+    assert all(abs(sum(c["scores"].values()) - 1) < 1e-5 for c in cli)
+
+    classifier = pipeline("audio-classification", model=str(trained / "best"), device="cpu")
+    tag = export_to_store(trained / "best", tmp_path / "bentoml")
+    with running_server(tag, tmp_path / "bentoml") as url:
+        for clip, line in zip(clips, cli):
+            wave, sr = sf.read(clip, dtype="float32")
+            stock = classifier({"raw": wave, "sampling_rate": sr}, top_k=None)
+            assert max(stock, key=lambda r: r["score"])["label"] == line["label"]
+            for item in stock:
+                assert abs(item["score"] - line["scores"][item["label"]]) < 1e-4
+            response = httpx.post(
+                f"{url}/classify", files={"audio": (clip.name, clip.read_bytes(), "audio/wav")}, timeout=60
+            )
+            assert response.status_code == 200, response.text
+            body = response.json()
+            assert set(body) == CONTRACT and body["model"] == tag
+            assert body["label"] == line["label"]
+            assert abs(body["duration_s"] - len(wave) / sr) < 1e-3
+        bad = httpx.post(f"{url}/classify", files={"audio": ("x.wav", b"not audio", "audio/wav")}, timeout=60)
+        assert 400 <= bad.status_code < 500 and "error" in bad.json()
+        assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200

@@ -1,0 +1,53 @@
+"""Model building (small local config and a pretrained local directory) and the inference path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+from pipeline.config import ModelConfig
+from pipeline.errors import ConfigError
+from pipeline.inference import Predictor
+from pipeline.model import build_feature_extractor, build_model
+
+LABELS = ["angry", "happy", "neutral", "sad"]
+
+
+def test_pretrained_backbone_from_a_local_directory(tmp_path):
+    """`--backbone DIR` loads the saved encoder weights and adds a fresh head."""
+    torch.manual_seed(1)
+    small = ModelConfig().small | {"feat_extract_norm": "group"}
+    encoder = Wav2Vec2Model(Wav2Vec2Config(**small))
+    encoder.save_pretrained(tmp_path, safe_serialization=True)
+    Wav2Vec2FeatureExtractor(return_attention_mask=False).save_pretrained(tmp_path)
+    model = build_model(ModelConfig(backbone=str(tmp_path)), LABELS)
+    assert model.config.id2label == dict(enumerate(LABELS))
+    saved = encoder.state_dict()
+    loaded = model.wav2vec2.state_dict()
+    assert all(torch.equal(saved[k], loaded[k]) for k in saved)
+    assert build_feature_extractor(ModelConfig(backbone=str(tmp_path))).return_attention_mask is False
+
+
+def test_missing_backbone_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot load"):
+        build_model(ModelConfig(backbone=str(tmp_path / "nothing")), LABELS)
+
+
+@pytest.mark.parametrize("norm, mask", [("layer", True), ("group", False)])
+def test_batched_equals_single(norm, mask):
+    """Padding never changes a clip's scores: masked for layer-norm encoders, one by one for group-norm."""
+    torch.manual_seed(0)
+    cfg = ModelConfig()
+    cfg.small = cfg.small | {"feat_extract_norm": norm}
+    model = build_model(cfg, LABELS)
+    extractor = Wav2Vec2FeatureExtractor(return_attention_mask=mask)
+    predictor = Predictor(model, extractor)
+    rng = np.random.default_rng(0)
+    waves = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (4000, 16000, 9000)]
+    batched = predictor.logits(waves)
+    single = torch.cat([predictor.logits([w]) for w in waves])
+    assert torch.allclose(batched, single, atol=1e-4)
+    predictions = predictor.predict(waves)
+    assert all(p.label in LABELS and abs(sum(p.scores.values()) - 1) < 1e-5 for p in predictions)
