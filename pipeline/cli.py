@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from .corpora import READERS
 from .errors import SerError
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
@@ -32,6 +33,7 @@ def _prepare(args) -> None:
 
     cfg = PrepareConfig(
         corpus=args.corpus,
+        labels=[x.strip() for x in args.labels.split(",") if x.strip()] if args.labels else [],
         num_proc=args.num_proc,
         backbone=args.backbone,
         splits=SplitConfig(validation=args.validation_size, test=args.test_size, seed=args.seed),
@@ -103,15 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="synthesize the demo emotional-speech corpus")
     p.add_argument("--out", required=True)
-    p.add_argument("--speakers", type=int, default=12)
-    p.add_argument("--utterances", type=int, default=20, help="clips per speaker and emotion")
+    p.add_argument("--speakers", type=int, default=20)
+    p.add_argument("--utterances", type=int, default=12, help="clips per speaker and emotion")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("prepare", help="read, split and preprocess a corpus with `datasets`")
-    p.add_argument("--corpus", default="auto", choices=["auto", "folder", "csv"])
+    p.add_argument("--corpus", default="auto", choices=["auto", *READERS])
     p.add_argument("--data-dir", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--labels", help="keep only these labels, comma-separated (e.g. neutral,happy,sad,angry)")
     p.add_argument("--backbone", help="apply this model's feature extractor (default: the small model's)")
     p.add_argument("--validation-size", type=float, default=0.15, help="share of speakers")
     p.add_argument("--test-size", type=float, default=0.2, help="share of speakers")

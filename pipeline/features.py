@@ -12,7 +12,7 @@ import numpy as np
 
 from .audio import load_audio
 from .config import ModelConfig
-from .corpora import read_corpus
+from .corpora import read_corpus, select_labels
 from .errors import SerError
 from .model import build_feature_extractor
 from .splits import SPLITS, SplitConfig, make_splits
@@ -29,6 +29,7 @@ DATASET_DIR = "dataset"
 @dataclass
 class PrepareConfig:
     corpus: str = "auto"
+    labels: list[str] = field(default_factory=list)  # keep only these (empty: all)
     min_seconds: float = 0.2
     max_seconds: float = 30.0  # longer clips keep their first max_seconds
     max_bad_fraction: float = 0.2  # above this share of unreadable files, stop
@@ -78,6 +79,7 @@ def prepare(data_dir: str | Path, out_dir: str | Path, cfg: PrepareConfig) -> di
     """Read, split and preprocess a corpus into `out/dataset`, `out/feature_extractor`, `out/summary.json`."""
     out = Path(out_dir)
     reader, records = read_corpus(cfg.corpus, data_dir)
+    records = select_labels(records, cfg.labels)
     labels = sorted({r["label"] for r in records})
     splits, speaker_independent = make_splits(records, cfg.splits)
     extractor = build_feature_extractor(ModelConfig(backbone=cfg.backbone))

@@ -26,10 +26,9 @@ class Prediction:
 class Predictor:
     """A fine-tuned checkpoint directory, ready to classify waveforms."""
 
-    def __init__(self, model, feature_extractor, name: str = "model"):
+    def __init__(self, model, feature_extractor):
         self.model = model.eval()
         self.feature_extractor = feature_extractor
-        self.name = name
         self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
         self.sampling_rate = feature_extractor.sampling_rate
         # Group-norm encoders (wav2vec2-base style) must not see zero padding: run them one by one.
@@ -44,7 +43,7 @@ class Predictor:
         extractor = AutoFeatureExtractor.from_pretrained(path)
         if device:
             model.to(device)
-        return cls(model, extractor, name=path.resolve().parent.name if path.name == "best" else path.name)
+        return cls(model, extractor)
 
     @property
     def device(self) -> torch.device:

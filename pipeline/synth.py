@@ -38,9 +38,9 @@ class Emotion:
 
 EMOTIONS: dict[str, Emotion] = {
     "neutral": Emotion(1.00, 0.10, 4.0, 1.05, 0.04, 0.004, 0.03, 0.0, -0.08, 0.25),
-    "happy": Emotion(1.35, 0.55, 5.4, 0.90, 0.03, 0.006, 0.03, 2.0, 0.15, 0.22),
+    "happy": Emotion(1.35, 0.60, 5.4, 1.00, 0.03, 0.005, 0.03, 2.0, 0.15, 0.22),
     "sad": Emotion(0.85, 0.05, 2.7, 1.60, 0.30, 0.006, 0.04, -5.0, -0.20, 0.40),
-    "angry": Emotion(1.10, 0.20, 4.6, 0.45, 0.02, 0.025, 0.30, 5.0, -0.12, 0.05),
+    "angry": Emotion(1.10, 0.15, 4.4, 0.35, 0.02, 0.025, 0.35, 5.0, -0.12, 0.05),
 }
 
 # (F1, F2, F3) in Hz for an adult male vocal tract.
@@ -76,7 +76,7 @@ def make_speakers(n: int, seed: int) -> list[Speaker]:
                 f0=float(rng.uniform(175, 235) if female else rng.uniform(95, 140)),
                 tract=float(rng.uniform(1.10, 1.22) if female else rng.uniform(0.92, 1.04)),
                 tempo=float(rng.uniform(0.88, 1.12)),
-                expressiveness=float(rng.uniform(0.8, 1.2)),
+                expressiveness=float(rng.uniform(0.85, 1.15)),
             )
         )
     return speakers
@@ -161,8 +161,8 @@ def synthesize_utterance(speaker: Speaker, emotion: str, rng: np.random.Generato
 
 def synthesize_corpus(
     out_dir: str | Path,
-    speakers: int = 12,
-    utterances: int = 20,
+    speakers: int = 20,
+    utterances: int = 12,
     seed: int = 0,
     emotions: list[str] | None = None,
     progress: bool = True,
