@@ -37,7 +37,7 @@ $(DEMO)/model/best/model.safetensors: $(DEMO)/data/summary.json
 
 export: $(DEMO)/model/exported.txt
 $(DEMO)/model/exported.txt: $(DEMO)/model/best/model.safetensors
-	$(SER) export --checkpoint $(DEMO)/model/best | tee $@
+	$(SER) export --checkpoint $(DEMO)/model/best > $@ && cat $@
 
 run: $(DEMO)/model/exported.txt
 	@$(SER) evaluate --checkpoint $(DEMO)/model/best --data $(DEMO)/data --split test

@@ -105,8 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="synthesize the demo emotional-speech corpus")
     p.add_argument("--out", required=True)
-    p.add_argument("--speakers", type=int, default=20)
-    p.add_argument("--utterances", type=int, default=12, help="clips per speaker and emotion")
+    p.add_argument("--speakers", type=int, default=40)
+    p.add_argument("--utterances", type=int, default=6, help="clips per speaker and emotion")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_synth)
 

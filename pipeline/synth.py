@@ -37,8 +37,8 @@ class Emotion:
 
 
 EMOTIONS: dict[str, Emotion] = {
-    "neutral": Emotion(1.00, 0.10, 4.0, 1.05, 0.04, 0.004, 0.03, 0.0, -0.08, 0.25),
-    "happy": Emotion(1.35, 0.60, 5.4, 1.00, 0.03, 0.005, 0.03, 2.0, 0.15, 0.22),
+    "neutral": Emotion(1.00, 0.10, 4.0, 1.10, 0.04, 0.004, 0.03, 0.0, -0.08, 0.25),
+    "happy": Emotion(1.35, 0.60, 5.4, 0.75, 0.03, 0.005, 0.03, 2.0, 0.15, 0.22),
     "sad": Emotion(0.85, 0.05, 2.7, 1.60, 0.30, 0.006, 0.04, -5.0, -0.20, 0.40),
     "angry": Emotion(1.10, 0.15, 4.4, 0.35, 0.02, 0.025, 0.35, 5.0, -0.12, 0.05),
 }
@@ -161,8 +161,8 @@ def synthesize_utterance(speaker: Speaker, emotion: str, rng: np.random.Generato
 
 def synthesize_corpus(
     out_dir: str | Path,
-    speakers: int = 20,
-    utterances: int = 12,
+    speakers: int = 40,
+    utterances: int = 6,
     seed: int = 0,
     emotions: list[str] | None = None,
     progress: bool = True,

@@ -94,7 +94,7 @@ def predict_loader(
         labels, logits = accelerator.gather_for_metrics((batch["labels"], out.logits))
         trues.append(labels.cpu())
         preds.append(logits.argmax(-1).cpu())
-        losses.append(accelerator.gather_for_metrics(out.loss.detach().reshape(1)).mean().item())
+        losses.append(accelerator.gather(out.loss.detach()[None]).mean().item())
     return torch.cat(trues).numpy(), torch.cat(preds).numpy(), float(np.mean(losses))
 
 
