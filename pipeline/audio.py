@@ -23,8 +23,18 @@ def resample(wave: np.ndarray, orig_sr: int, target_sr: int = TARGET_SAMPLING_RA
     """Resample a mono float32 waveform (no-op when the rates match)."""
     if orig_sr == target_sr:
         return wave
-    out = AF.resample(torch.from_numpy(np.ascontiguousarray(wave)), orig_sr, target_sr)
-    return out.numpy()
+    return AF.resample(torch.from_numpy(np.ascontiguousarray(wave)), orig_sr, target_sr).numpy()
+
+
+def trim_silence(wave: np.ndarray, sampling_rate: int, top_db: float = 40.0) -> np.ndarray:
+    """Drop leading and trailing 10 ms frames quieter than `top_db` below the loudest frame."""
+    hop = max(1, sampling_rate // 100)
+    frames = wave[: wave.size // hop * hop].reshape(-1, hop)
+    if frames.size == 0:
+        return wave
+    level = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-20)
+    loud = np.flatnonzero(level > level.max() - top_db)
+    return wave[loud[0] * hop : (loud[-1] + 1) * hop]
 
 
 def to_mono(data: np.ndarray) -> np.ndarray:

@@ -27,19 +27,32 @@ def _synth(args) -> None:
 
 
 def _prepare(args) -> None:
-    from .features import PrepareConfig, prepare
+    from .features import DecodeConfig, PrepareConfig, prepare
     from .report import print_summary
     from .splits import SplitConfig
 
     cfg = PrepareConfig(
-        corpus=args.corpus,
+        corpora=args.corpus,
         labels=[x.strip() for x in args.labels.split(",") if x.strip()] if args.labels else [],
+        decode=DecodeConfig(
+            min_seconds=args.min_seconds,
+            max_seconds=args.max_seconds,
+            long_clips=args.long_clips,
+            trim_silence=args.trim_silence,
+        ),
+        max_bad_fraction=args.max_bad_fraction,
         num_proc=args.num_proc,
         backbone=args.backbone,
-        splits=SplitConfig(validation=args.validation_size, test=args.test_size, seed=args.seed),
+        splits=SplitConfig(
+            validation=args.validation_size,
+            test=args.test_size,
+            seed=args.seed,
+            scheme=args.split_by,
+            folds=args.folds,
+        ),
     )
     print_summary(prepare(args.data_dir, args.out, cfg))
-    print(f"prepared data in {args.out} (summary.json)")
+    print(f"prepared data in {args.out} (summary.json, summary.png)")
 
 
 def _train(args) -> None:
@@ -55,6 +68,11 @@ def _train(args) -> None:
         overrides.append(f"model.backbone={args.backbone}")
     cfg = load_config(args.config, overrides)
     results = train(cfg)
+    if "cross_validation" in results:
+        for key, stats in results["cross_validation"].items():
+            print(f"{key}: {stats['mean']:.3f} ± {stats['std']:.3f} over {len(stats['folds'])} folds")
+        print(f"per-fold runs and cv_metrics.json in {cfg.train.output_dir}")
+        return
     test = results.get("test")
     if test:
         print(
@@ -66,7 +84,7 @@ def _train(args) -> None:
 def _evaluate(args) -> None:
     from .train import evaluate_checkpoint
 
-    metrics = evaluate_checkpoint(args.checkpoint, args.data, split=args.split)
+    metrics = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, fold=args.fold)
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -111,14 +129,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("prepare", help="read, split and preprocess a corpus with `datasets`")
-    p.add_argument("--corpus", default="auto", choices=["auto", *READERS])
-    p.add_argument("--data-dir", required=True)
+    p.add_argument(
+        "--corpus",
+        nargs="+",
+        default=["auto"],
+        choices=["auto", *READERS],
+        help="one reader for all data dirs, or one per data dir",
+    )
+    p.add_argument("--data-dir", nargs="+", required=True, help="one or more corpora to combine")
     p.add_argument("--out", required=True)
     p.add_argument("--labels", help="keep only these labels, comma-separated (e.g. neutral,happy,sad,angry)")
     p.add_argument("--backbone", help="apply this model's feature extractor (default: the small model's)")
+    p.add_argument("--split-by", default="auto", choices=["auto", "speaker", "sentence", "clip"])
+    p.add_argument("--folds", default="1", help="1 (one split), K (K-fold by group) or loso")
     p.add_argument("--validation-size", type=float, default=0.15, help="share of speakers")
     p.add_argument("--test-size", type=float, default=0.2, help="share of speakers")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--min-seconds", type=float, default=0.2, help="shorter clips are skipped")
+    p.add_argument("--max-seconds", type=float, default=30.0)
+    p.add_argument(
+        "--long-clips", choices=["crop", "skip"], default="crop", help="policy above --max-seconds"
+    )
+    p.add_argument("--trim-silence", action="store_true", help="drop leading and trailing silence")
+    p.add_argument("--max-bad-fraction", type=float, default=0.2, help="stop above this share of bad files")
     p.add_argument("--num-proc", type=int, default=1)
     p.set_defaults(func=_prepare)
 
@@ -134,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", required=True)
     p.add_argument("--split", default="test")
+    p.add_argument("--fold", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_evaluate)
 

@@ -19,6 +19,7 @@ class DataConfig:
     """Where the prepared data lives and how clips are cut for training."""
 
     path: str = "runs/data"
+    fold: int | None = None  # which fold of the prepared splits; None = all of them
     max_train_seconds: float = 3.0  # random crop of longer clips during training
     max_eval_seconds: float = 10.0  # centre crop at evaluation (bounds memory)
 

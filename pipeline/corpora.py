@@ -348,7 +348,8 @@ def read_corpus(kind: str, data_dir: str | Path) -> tuple[str, list[dict]]:
 
 def read_corpora(specs: list[tuple[str, str | Path]]) -> list[dict]:
     """Several corpora, given as (kind, data_dir), in one list. Each record gets a `corpus` column (the
-    reader used, numbered when it repeats) and speakers are prefixed with it, so they never collide."""
+    reader used, numbered when it repeats); when there are several, speakers are prefixed with it, so
+    they never collide."""
     if not specs:
         raise SerError("no corpus given")
     combined: list[dict] = []
@@ -359,7 +360,9 @@ def read_corpora(specs: list[tuple[str, str | Path]]) -> list[dict]:
         name = reader if seen[reader] == 1 else f"{reader}{seen[reader]}"
         for record in records:
             speaker = record.get("speaker")
-            combined.append({**record, "corpus": name, "speaker": speaker and f"{name}:{speaker}"})
+            if len(specs) > 1:
+                speaker = speaker and f"{name}:{speaker}"
+            combined.append({**record, "corpus": name, "speaker": speaker})
     return combined
 
 

@@ -1,55 +1,96 @@
-"""`ser prepare`: records -> decoded, resampled, normalised `datasets.DatasetDict` on disk + summary."""
+"""`ser prepare`: corpus records -> decoded, resampled, normalised `datasets` table + splits + summary.
+
+Decoding is the expensive stage, so its results are cached per file under `OUT/cache/<settings>/`:
+running again with the same decoding settings decodes nothing, and a changed corpus or label
+subset decodes only the files not seen before. Changing only the splits re-splits and rewrites the
+(cheap) outputs.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections import Counter
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import datasets
 import numpy as np
 
-from .audio import load_audio
+from .audio import load_audio, trim_silence
 from .config import ModelConfig
-from .corpora import read_corpus, select_labels
+from .corpora import read_corpora, select_labels
 from .errors import SerError
 from .model import build_feature_extractor
+from .report import plot_summary
 from .splits import SPLITS, SplitConfig, make_splits
 
-FEATURE_EXTRACTOR_DIR = "feature_extractor"
-DECODED_COLUMNS = {
-    "input_values": datasets.List(datasets.Value("float32")),
-    "duration": datasets.Value("float32"),
-    "error": datasets.Value("string"),
-}
 DATASET_DIR = "dataset"
+CACHE_DIR = "cache"
+FEATURE_EXTRACTOR_DIR = "feature_extractor"
+DECODED_COLUMNS = datasets.Features(
+    {
+        "key": datasets.Value("string"),
+        "input_values": datasets.List(datasets.Value("float32")),
+        "duration": datasets.Value("float32"),
+        "error": datasets.Value("string"),
+    }
+)
+
+
+@dataclass
+class DecodeConfig:
+    """Everything that changes the decoded audio (and so the cache key)."""
+
+    min_seconds: float = 0.2
+    max_seconds: float = 30.0
+    long_clips: str = "crop"  # crop: keep the first max_seconds | skip: leave the clip out
+    trim_silence: bool = False
+    trim_top_db: float = 40.0
 
 
 @dataclass
 class PrepareConfig:
-    corpus: str = "auto"
+    corpora: list[str] = field(default_factory=lambda: ["auto"])  # one per data dir, or one for all
     labels: list[str] = field(default_factory=list)  # keep only these (empty: all)
-    min_seconds: float = 0.2
-    max_seconds: float = 30.0  # longer clips keep their first max_seconds
-    max_bad_fraction: float = 0.2  # above this share of unreadable files, stop
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    max_bad_fraction: float = 0.2  # above this share of unusable files, stop
     num_proc: int = 1
     backbone: str | None = None  # whose feature extractor to apply; None = the small default model
     splits: SplitConfig = field(default_factory=SplitConfig)
 
 
-def _decode_batch(batch: dict, extractor, cfg: PrepareConfig) -> dict:
-    """Decode, downmix, resample, crop and normalise one batch; failures become an `error`."""
+def _file_key(path: str) -> str:
+    """Identifies a file's content cheaply: path, size and modification time."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return f"{path}|missing"
+    return f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def _decode_one(path: str, sr: int, cfg: DecodeConfig) -> np.ndarray:
+    wave = load_audio(path, sr)
+    if cfg.trim_silence:
+        wave = trim_silence(wave, sr, cfg.trim_top_db)
+    if wave.size < cfg.min_seconds * sr:
+        raise SerError(f"shorter than {cfg.min_seconds:g} s")
+    if wave.size > cfg.max_seconds * sr:
+        if cfg.long_clips == "skip":
+            raise SerError(f"longer than {cfg.max_seconds:g} s")
+        wave = wave[: int(cfg.max_seconds * sr)]
+    if not np.any(wave):
+        raise SerError("silent (all zeros)")
+    return wave
+
+
+def _decode_batch(batch: dict, extractor, cfg: DecodeConfig) -> dict:
+    """Decode, downmix, resample, trim, bound and normalise one batch; failures become an `error`."""
     sr = extractor.sampling_rate
     waves, errors = [], []
     for path in batch["path"]:
         try:
-            wave = load_audio(path, sr)[: int(cfg.max_seconds * sr)]
-            if wave.size < cfg.min_seconds * sr:
-                raise SerError(f"shorter than {cfg.min_seconds:g} s")
-            if not np.any(wave):
-                raise SerError("silent (all zeros)")
-            waves.append(wave)
+            waves.append(_decode_one(path, sr, cfg))
             errors.append(None)
         except SerError as err:
             waves.append(np.zeros(0, dtype=np.float32))
@@ -57,83 +98,137 @@ def _decode_batch(batch: dict, extractor, cfg: PrepareConfig) -> dict:
     ok = [w for w, e in zip(waves, errors) if e is None]
     normalised = iter(extractor(ok, sampling_rate=sr).input_values if ok else [])
     return {
+        "key": batch["key"],
         "input_values": [next(normalised) if e is None else w for w, e in zip(waves, errors)],
         "duration": [w.size / sr for w in waves],
         "error": errors,
     }
 
 
+def _cache_name(cfg: PrepareConfig, extractor) -> str:
+    settings = {"decode": asdict(cfg.decode), "extractor": extractor.to_dict()}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def decode_cached(paths: list[str], cfg: PrepareConfig, extractor, cache_root: Path) -> datasets.Dataset:
+    """Decoded rows (`key`, `input_values`, `duration`, `error`) for `paths`, in order; only files
+    absent from the cache are decoded."""
+    store = cache_root / _cache_name(cfg, extractor)
+    keys = [_file_key(p) for p in paths]
+    cached = datasets.load_from_disk(str(store)) if store.is_dir() else None
+    known = set(cached["key"]) if cached is not None else set()
+    todo = sorted({(k, p) for k, p in zip(keys, paths) if k not in known})
+    if todo:
+        fresh = datasets.Dataset.from_dict({"key": [k for k, _ in todo], "path": [p for _, p in todo]})
+        fresh = fresh.map(
+            _decode_batch,
+            batched=True,
+            batch_size=16,
+            num_proc=cfg.num_proc if cfg.num_proc > 1 and len(todo) >= 8 * cfg.num_proc else None,
+            fn_kwargs={"extractor": extractor, "cfg": cfg.decode},
+            features=DECODED_COLUMNS,
+            remove_columns=["path"],
+            desc=f"decoding {len(todo)} files",
+        )
+        table = datasets.concatenate_datasets([cached, fresh]) if cached is not None else fresh
+        tmp = store.with_name(store.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        table.save_to_disk(str(tmp))
+        del cached, table
+        shutil.rmtree(store, ignore_errors=True)
+        tmp.rename(store)
+        cached = datasets.load_from_disk(str(store))
+    for stale in cache_root.iterdir():  # caches of other settings: superseded
+        if stale != store:
+            shutil.rmtree(stale, ignore_errors=True)
+    row = {k: i for i, k in enumerate(cached["key"])}
+    return cached.select([row[k] for k in keys])
+
+
 def _split_summary(ds: datasets.Dataset, labels: list[str]) -> dict:
-    speakers = sorted({s for s in ds["speaker"] if s})
-    counts = Counter(labels[i] for i in ds["label"])
+    speakers = sorted({s for s in ds["speaker"] if s}) if "speaker" in ds.column_names else []
+    names = ds["label"]
     return {
         "clips": len(ds),
         "speakers": len(speakers),
         "speaker_ids": speakers,
-        "hours": round(sum(ds["duration"]) / 3600, 4),
-        "labels": {label: counts.get(label, 0) for label in labels},
+        "hours": round(float(sum(ds["duration"])) / 3600, 4),
+        "labels": {label: names.count(label) for label in labels},
     }
 
 
-def prepare(data_dir: str | Path, out_dir: str | Path, cfg: PrepareConfig) -> dict:
-    """Read, split and preprocess a corpus into `out/dataset`, `out/feature_extractor`, `out/summary.json`."""
+def prepare(data_dirs: list[str | Path], out_dir: str | Path, cfg: PrepareConfig) -> dict:
+    """Read, decode, split; write `dataset/`, `splits.json`, `feature_extractor/`, `summary.json`."""
     out = Path(out_dir)
-    reader, records = read_corpus(cfg.corpus, data_dir)
-    records = select_labels(records, cfg.labels)
-    labels = sorted({r["label"] for r in records})
-    splits, speaker_independent = make_splits(records, cfg.splits)
+    if len(cfg.corpora) not in (1, len(data_dirs)):
+        raise SerError(f"give one --corpus for all data dirs or one per data dir ({len(data_dirs)})")
+    kinds = cfg.corpora * len(data_dirs) if len(cfg.corpora) == 1 else cfg.corpora
+    records = select_labels(read_corpora(list(zip(kinds, map(str, data_dirs)))), cfg.labels)
+    records.sort(key=lambda r: r["path"])
     extractor = build_feature_extractor(ModelConfig(backbone=cfg.backbone))
-    columns = sorted({k for r in records for k in r})
-    features = datasets.Features(
-        {k: datasets.Value("string") for k in columns if k != "label"}
-        | {"label": datasets.ClassLabel(names=labels)}
-    )
-    decoded, skipped = {}, []
-    for name in SPLITS:
-        rows = [{k: r.get(k) for k in columns} for r in splits[name]]
-        ds = datasets.Dataset.from_list(rows, features=features)
-        ds = ds.map(
-            _decode_batch,
-            batched=True,
-            batch_size=32,
-            num_proc=cfg.num_proc if len(ds) >= 64 else None,
-            fn_kwargs={"extractor": extractor, "cfg": cfg},
-            features=datasets.Features({**features, **DECODED_COLUMNS}),
-            desc=f"preparing {name}",
-        )
-        bad = ds.filter(lambda e: e is not None, input_columns="error")
-        skipped += [{"path": p, "reason": e} for p, e in zip(bad["path"], bad["error"])]
-        decoded[name] = ds.filter(lambda e: e is None, input_columns="error").remove_columns("error")
+    (out / CACHE_DIR).mkdir(parents=True, exist_ok=True)
+    decoded = decode_cached([r["path"] for r in records], cfg, extractor, out / CACHE_DIR)
+    errors = decoded["error"]
+    skipped = [{"path": r["path"], "reason": e} for r, e in zip(records, errors) if e is not None]
     if len(skipped) > cfg.max_bad_fraction * len(records):
         raise SerError(
             f"{len(skipped)} of {len(records)} files could not be used (limit {cfg.max_bad_fraction:.0%}); "
             f"first: {skipped[0]['path']}: {skipped[0]['reason']}"
         )
-    dataset = datasets.DatasetDict(decoded)
+    usable = [i for i, e in enumerate(errors) if e is None]
+    records = [records[i] for i in usable]
+    plan = make_splits(records, cfg.splits)
+    columns = sorted({k for r in records for k in r})
+    metadata = datasets.Dataset.from_dict(
+        {k: [r.get(k) for r in records] for k in columns},
+        features=datasets.Features({k: datasets.Value("string") for k in columns}),
+    )
+    audio = decoded.select(usable).remove_columns(["key", "error"])
+    dataset = datasets.concatenate_datasets([metadata, audio.flatten_indices()], axis=1)
+    shutil.rmtree(out / DATASET_DIR, ignore_errors=True)
     dataset.save_to_disk(str(out / DATASET_DIR))
     extractor.save_pretrained(out / FEATURE_EXTRACTOR_DIR)
+    labels = sorted({r["label"] for r in records})
+    (out / "splits.json").write_text(
+        json.dumps({"scheme": plan.scheme, "note": plan.note, "labels": labels, "folds": plan.folds})
+    )
+    first = {name: dataset.select(plan.folds[0][name]) for name in SPLITS}
     summary = {
-        "corpus": reader,
-        "data_dir": str(Path(data_dir).resolve()),
+        "corpora": sorted({r["corpus"] for r in records}),
+        "data_dirs": [str(Path(d).resolve()) for d in data_dirs],
         "labels": labels,
         "sampling_rate": extractor.sampling_rate,
-        "speaker_independent": speaker_independent,
+        "split_scheme": plan.scheme,
+        "split_note": plan.note,
+        "folds": len(plan.folds),
         "config": asdict(cfg),
-        "splits": {name: _split_summary(ds, labels) for name, ds in dataset.items()},
+        "splits": {name: _split_summary(ds, labels) for name, ds in first.items()},
         "skipped": skipped,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    plot_summary(summary, first, out / "summary.png")
     return summary
 
 
-def load_prepared(data_dir: str | Path) -> tuple[datasets.DatasetDict, list[str], object]:
-    """(dataset, labels, feature extractor) written by `prepare`."""
+def load_prepared(data_dir: str | Path, fold: int = 0) -> tuple[datasets.DatasetDict, list[str], object]:
+    """(train/validation/test of `fold`, labels, feature extractor) written by `prepare`."""
     from transformers import AutoFeatureExtractor
 
     root = Path(data_dir)
-    if not (root / DATASET_DIR).is_dir():
+    if not (root / "splits.json").is_file():
         raise SerError(f"no prepared data in {root}: run `ser prepare --out {root}` first")
+    plan = json.loads((root / "splits.json").read_text())
+    if not 0 <= fold < len(plan["folds"]):
+        raise SerError(f"{root} has {len(plan['folds'])} fold(s); fold {fold} does not exist")
     dataset = datasets.load_from_disk(str(root / DATASET_DIR))
-    labels = dataset["train"].features["label"].names
+    splits = datasets.DatasetDict({name: dataset.select(plan["folds"][fold][name]) for name in SPLITS})
     extractor = AutoFeatureExtractor.from_pretrained(root / FEATURE_EXTRACTOR_DIR)
-    return dataset, labels, extractor
+    return splits, plan["labels"], extractor
+
+
+def fold_count(data_dir: str | Path) -> int:
+    """How many folds `prepare` wrote (1 for a plain train/validation/test split)."""
+    path = Path(data_dir) / "splits.json"
+    if not path.is_file():
+        raise SerError(f"no prepared data in {data_dir}: run `ser prepare --out {data_dir}` first")
+    return len(json.loads(path.read_text())["folds"])

@@ -14,7 +14,36 @@ def print_summary(summary: dict) -> None:
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     for row in [head, *rows]:
         print("  ".join(str(x).rjust(w) for x, w in zip(row, widths)))
-    kind = "speaker-independent" if summary["speaker_independent"] else "by clip (no speaker information)"
-    print(f"corpus: {summary['corpus']} · split {kind} · {len(summary['skipped'])} files skipped")
+    folds = f" · {summary['folds']} folds (table: fold 0)" if summary["folds"] > 1 else ""
+    print(f"corpus: {', '.join(summary['corpora'])} · {summary['split_note']}{folds}")
+    print(f"{len(summary['skipped'])} files skipped")
     for item in summary["skipped"][:10]:
         print(f"  skipped {item['path']}: {item['reason']}")
+
+
+def plot_summary(summary: dict, splits: dict, path) -> None:
+    """Label counts per split and clip-duration histograms, saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    labels = summary["labels"]
+    fig, (counts, durations) = plt.subplots(1, 2, figsize=(12, 4))
+    width = 0.8 / len(splits)
+    for i, (name, stats) in enumerate(summary["splits"].items()):
+        x = np.arange(len(labels)) + i * width
+        counts.bar(x, [stats["labels"][label] for label in labels], width, label=name)
+        if len(splits[name]):
+            durations.hist(splits[name]["duration"], bins=30, alpha=0.5, label=name)
+    counts.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, labels, rotation=30, ha="right")
+    counts.set_ylabel("clips")
+    counts.set_title("clips per label")
+    counts.legend()
+    durations.set_xlabel("seconds")
+    durations.set_title("clip durations")
+    durations.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

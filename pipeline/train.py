@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from transformers import AutoModelForAudioClassification, get_scheduler
 
 from .config import Config
 from .errors import ConfigError, SerError
-from .features import load_prepared
+from .features import fold_count, load_prepared
 from .metrics import classification_metrics, plot_confusion_matrix
 from .model import build_feature_extractor, build_model
 
@@ -25,8 +26,9 @@ from .model import build_feature_extractor, build_model
 class Collator:
     """Crops clips (randomly in training, centred otherwise) and pads them into a batch."""
 
-    def __init__(self, extractor, max_seconds: float, train: bool, seed: int = 0):
+    def __init__(self, extractor, labels: list[str], max_seconds: float, train: bool, seed: int = 0):
         self.extractor = extractor
+        self.label_ids = {label: i for i, label in enumerate(labels)}
         self.max_len = int(max_seconds * extractor.sampling_rate)
         self.train = train
         self.rng = np.random.default_rng(seed)
@@ -46,18 +48,18 @@ class Collator:
             return_attention_mask=bool(self.extractor.return_attention_mask),
             return_tensors="pt",
         )
-        batch["labels"] = torch.tensor([int(r["label"]) for r in rows])
+        batch["labels"] = torch.tensor([self.label_ids[str(r["label"])] for r in rows])
         return dict(batch)
 
 
-def _loader(ds, extractor, cfg: Config, train: bool) -> DataLoader:
+def _loader(ds, extractor, labels: list[str], cfg: Config, train: bool) -> DataLoader:
     ds = ds.with_format("numpy", columns=["input_values", "label"])
     seconds = cfg.data.max_train_seconds if train else cfg.data.max_eval_seconds
     return DataLoader(
         ds,
         batch_size=cfg.train.batch_size,
         shuffle=train,
-        collate_fn=Collator(extractor, seconds, train, cfg.train.seed),
+        collate_fn=Collator(extractor, labels, seconds, train, cfg.train.seed),
         num_workers=cfg.train.num_workers,
     )
 
@@ -121,21 +123,21 @@ def _check_extractor(data_extractor, cfg: Config) -> None:
             )
 
 
-def train(cfg: Config) -> dict:
-    """Fine-tune, keep the best checkpoint by validation UAR, evaluate it on the test split."""
+def train_fold(cfg: Config, fold: int = 0) -> dict:
+    """Fine-tune on one fold, keep the best checkpoint by validation UAR, evaluate it on the test split."""
     accelerator = Accelerator(
         mixed_precision=cfg.train.mixed_precision,
         gradient_accumulation_steps=cfg.train.gradient_accumulation_steps,
     )
     set_seed(cfg.train.seed)
     out = Path(cfg.train.output_dir)
-    dataset, labels, extractor = load_prepared(cfg.data.path)
+    dataset, labels, extractor = load_prepared(cfg.data.path, fold)
     _check_extractor(extractor, cfg)
     if len(dataset["train"]) == 0 or len(dataset["validation"]) == 0:
         raise SerError("the prepared data has an empty train or validation split")
     model = build_model(cfg.model, labels)
-    train_loader = _loader(dataset["train"], extractor, cfg, train=True)
-    val_loader = _loader(dataset["validation"], extractor, cfg, train=False)
+    train_loader = _loader(dataset["train"], extractor, labels, cfg, train=True)
+    val_loader = _loader(dataset["validation"], extractor, labels, cfg, train=False)
     optimizer = _optimizer(model, cfg)
     steps = cfg.train.epochs * math.ceil(len(train_loader) / cfg.train.gradient_accumulation_steps)
     scheduler = get_scheduler(
@@ -187,12 +189,12 @@ def train(cfg: Config) -> dict:
             break
     bar.close()
     accelerator.wait_for_everyone()
-    results = {"best_epoch": best_epoch, "history": history, "config": cfg.to_dict()}
+    results = {"fold": fold, "best_epoch": best_epoch, "history": history, "config": cfg.to_dict()}
     best = AutoModelForAudioClassification.from_pretrained(out / "best", use_safetensors=True)
     best = accelerator.prepare(best)
     for split in ("validation", "test"):
         if len(dataset[split]):
-            loader = accelerator.prepare(_loader(dataset[split], extractor, cfg, train=False))
+            loader = accelerator.prepare(_loader(dataset[split], extractor, labels, cfg, train=False))
             y_true, y_pred, _ = predict_loader(best, loader, accelerator)
             results[split] = classification_metrics(y_true, y_pred, labels)
     if accelerator.is_main_process:
@@ -205,11 +207,31 @@ def train(cfg: Config) -> dict:
     return results
 
 
+def train(cfg: Config) -> dict:
+    """Train the fold `data.fold`, or every fold of the prepared data (`run/fold<i>/`) and report the
+    mean and spread of their test metrics in `run/cv_metrics.json`."""
+    folds = [cfg.data.fold] if cfg.data.fold is not None else list(range(fold_count(cfg.data.path)))
+    if len(folds) == 1:
+        return train_fold(cfg, folds[0])
+    out = Path(cfg.train.output_dir)
+    runs = [
+        train_fold(replace(cfg, train=replace(cfg.train, output_dir=str(out / f"fold{f}"))), f) for f in folds
+    ]
+    summary = {
+        key: {"mean": float(np.mean(values)), "std": float(np.std(values)), "folds": values}
+        for key in ("accuracy", "uar", "macro_f1")
+        for values in [[run["test"][key] for run in runs]]
+    }
+    if Accelerator().is_main_process:
+        (out / "cv_metrics.json").write_text(json.dumps(summary, indent=2))
+    return {"folds": runs, "cross_validation": summary}
+
+
 def evaluate_checkpoint(
-    checkpoint: str | Path, data_dir: str | Path, split: str = "test", batch_size: int = 16
+    checkpoint: str | Path, data_dir: str | Path, split: str = "test", fold: int = 0, batch_size: int = 16
 ) -> dict:
-    """Metrics of a saved checkpoint on one split of prepared data."""
-    dataset, labels, extractor = load_prepared(data_dir)
+    """Metrics of a saved checkpoint on one split (of one fold) of prepared data."""
+    dataset, labels, extractor = load_prepared(data_dir, fold)
     if split not in dataset:
         raise SerError(f"no split {split!r} in {data_dir}; have {', '.join(dataset)}")
     path = Path(checkpoint)
@@ -222,6 +244,6 @@ def evaluate_checkpoint(
     cfg = Config()
     cfg.train.batch_size = batch_size
     accelerator = Accelerator()
-    model, loader = accelerator.prepare(model, _loader(dataset[split], extractor, cfg, train=False))
+    model, loader = accelerator.prepare(model, _loader(dataset[split], extractor, labels, cfg, train=False))
     y_true, y_pred, _ = predict_loader(model, loader, accelerator)
     return classification_metrics(y_true, y_pred, labels)

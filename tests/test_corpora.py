@@ -33,13 +33,13 @@ def _by_name(records: list[dict]) -> dict[str, dict]:
 
 
 def _assert_speaker_disjoint(records: list[dict]) -> None:
-    splits, by_speaker = make_splits(records, SPLIT)
-    assert by_speaker
-    speakers = [{r["speaker"] for r in rows} for rows in splits.values()]
+    plan = make_splits(records, SPLIT)
+    assert plan.scheme == "speaker" and len(plan.folds) == 1
+    speakers = [{records[i]["speaker"] for i in rows} for rows in plan.folds[0].values()]
     assert all(speakers) and not (
         speakers[0] & speakers[1] or speakers[0] & speakers[2] or speakers[1] & speakers[2]
     )
-    assert sum(len(rows) for rows in splits.values()) == len(records)
+    assert sum(len(rows) for rows in plan.folds[0].values()) == len(records)
 
 
 @pytest.fixture
@@ -241,8 +241,7 @@ def test_tess_folders_and_names(tess):
     assert (rec["OA_bite_neutral.wav"]["speaker"], rec["OA_bite_neutral.wav"]["sentence"]) == ("OAF", "bite")
     assert (rec["YAF_back_ps.wav"]["label"], rec["YAF_back_ps.wav"]["sentence"]) == ("surprised", "back")
     assert rec["OAF_back_fear.wav"]["label"] == "fearful"
-    _, by_speaker = make_splits(records, SPLIT)
-    assert not by_speaker  # two speakers: too few for a speaker-independent split
+    assert make_splits(records, SPLIT).scheme == "sentence"  # two speakers: too few to split by speaker
 
 
 THORSTEN_IDS = ["0aaf116f8774a140909231e0b610dc98", "4abd7cf4f7e10b5d91570fdb4b9e8138"]
@@ -280,8 +279,7 @@ def test_thorsten_styles_and_sentence_ids(thorsten):
     assert {r["sentence"] for r in records} == set(THORSTEN_IDS)
     first = [r for r in records if r["sentence"] == THORSTEN_IDS[0]]
     assert len(first) == 8 and {r["text"] for r in first} == {"Bisher kein einziges Mal."}
-    _, by_speaker = make_splits(records, SPLIT)
-    assert not by_speaker  # one speaker
+    assert make_splits(records, SPLIT).scheme == "clip"  # one speaker, two sentences
 
 
 def test_auto_falls_back_to_folder_and_csv(tmp_path):

@@ -1,4 +1,4 @@
-"""Demo corpus, corpus reading, splits and preprocessing with bad files."""
+"""Demo corpus, corpus reading and preprocessing with bad files."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import soundfile as sf
 from pipeline.corpora import read_corpus
 from pipeline.errors import SerError
 from pipeline.features import PrepareConfig, load_prepared, prepare
-from pipeline.splits import SplitConfig, make_splits
 from pipeline.synth import EMOTIONS, make_speakers, synthesize_corpus, synthesize_utterance
 
 
@@ -67,33 +66,13 @@ def test_unknown_corpus_and_missing_dir(tmp_path):
         read_corpus("auto", tmp_path / "missing")
 
 
-def test_splits_are_speaker_disjoint_and_deterministic():
-    records = [
-        {"path": f"{s}_{i}", "label": f"l{i % 3}", "speaker": f"s{s}", "gender": "mf"[s % 2]}
-        for s in range(9)
-        for i in range(6)
-    ]
-    splits, by_speaker = make_splits(records, SplitConfig(validation=0.2, test=0.2, seed=3))
-    assert by_speaker
-    speakers = {name: {r["speaker"] for r in rows} for name, rows in splits.items()}
-    assert not (
-        speakers["train"] & speakers["test"]
-        or speakers["train"] & speakers["validation"]
-        or speakers["validation"] & speakers["test"]
-    )
-    assert sum(map(len, splits.values())) == len(records)
-    assert len(speakers["test"]) == 2 and len({int(s[1:]) % 2 for s in speakers["test"]}) == 2  # both genders
-    again, _ = make_splits(records, SplitConfig(validation=0.2, test=0.2, seed=3))
-    assert again == splits
-
-
 def test_prepare_skips_and_reports_bad_files(tmp_path):
     corpus = tmp_path / "corpus"
     synthesize_corpus(corpus, speakers=4, utterances=3, seed=0, progress=False)
     (corpus / "happy" / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage")
     (corpus / "sad" / "empty.wav").write_bytes(b"")
     sf.write(corpus / "angry" / "short.wav", np.full(100, 0.1, dtype=np.float32), 16000)
-    summary = prepare(corpus, tmp_path / "out", PrepareConfig())
+    summary = prepare([corpus], tmp_path / "out", PrepareConfig())
     reasons = {item["path"].rsplit("/", 1)[-1]: item["reason"] for item in summary["skipped"]}
     assert set(reasons) == {"corrupt.wav", "empty.wav", "short.wav"}
     assert "shorter than" in reasons["short.wav"]
@@ -112,4 +91,4 @@ def test_prepare_stops_when_most_files_are_bad(tmp_path):
         (corpus / "happy" / f"bad{i}.wav").write_bytes(b"junk")
     sf.write(corpus / "happy" / "good.wav", np.full(16000, 0.1, dtype=np.float32), 16000)
     with pytest.raises(SerError, match="could not be used"):
-        prepare(corpus, tmp_path / "out", PrepareConfig())
+        prepare([corpus], tmp_path / "out", PrepareConfig())

@@ -16,7 +16,8 @@ CONTRACT = {"label", "score", "scores", "duration_s", "model"}
 
 def test_prepare_writes_a_speaker_independent_summary(prepared):
     summary = json.loads((prepared / "summary.json").read_text())
-    assert summary["corpus"] == "folder" and summary["speaker_independent"]
+    assert summary["corpora"] == ["folder"] and summary["split_scheme"] == "speaker"
+    assert summary["folds"] == 1 and (prepared / "summary.png").stat().st_size > 0
     assert summary["labels"] == ["angry", "happy", "neutral", "sad"]
     speakers = [set(s["speaker_ids"]) for s in summary["splits"].values()]
     assert sum(map(len, speakers)) == 5 and len(set.union(*speakers)) == 5
