@@ -10,7 +10,7 @@ CONFIG ?= configs/default.yaml
 export HF_HUB_OFFLINE ?= 1
 export BENTOML_DO_NOT_TRACK := True
 
-.PHONY: run test install corpus data model export serve retrain clean
+.PHONY: run test install corpus data model export serve retrain clean bench-deps bench-prepare
 .DELETE_ON_ERROR:
 
 install: $(VENV)/.installed
@@ -52,6 +52,15 @@ retrain:
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
+
+# Benchmarks: the baseline recipes need FFmpeg (Debian package) and torchcodec.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+bench-deps: $(VENV)/.installed
+	command -v ffmpeg >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq ffmpeg)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[dev,bench]"
+
+bench-prepare: bench-deps
+	$(BIN)/python scripts/bench_prepare.py
 
 clean:
 	rm -rf runs

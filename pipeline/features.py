@@ -16,6 +16,7 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import torch
 
 from .audio import load_audio, trim_silence
 from .config import ModelConfig
@@ -84,8 +85,10 @@ def _decode_one(path: str, sr: int, cfg: DecodeConfig) -> np.ndarray:
     return wave
 
 
-def _decode_batch(batch: dict, extractor, cfg: DecodeConfig) -> dict:
+def _decode_batch(batch: dict, rank: int | None, extractor, cfg: DecodeConfig) -> dict:
     """Decode, downmix, resample, trim, bound and normalise one batch; failures become an `error`."""
+    if rank is not None:  # a forked worker: one core each, and never the parent's OpenMP pool (deadlocks)
+        torch.set_num_threads(1)
     sr = extractor.sampling_rate
     waves, errors = [], []
     for path in batch["path"]:
@@ -105,9 +108,17 @@ def _decode_batch(batch: dict, extractor, cfg: DecodeConfig) -> dict:
     }
 
 
+def _digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def _cache_name(cfg: PrepareConfig, extractor) -> str:
-    settings = {"decode": asdict(cfg.decode), "extractor": extractor.to_dict()}
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return _digest({"decode": asdict(cfg.decode), "extractor": extractor.to_dict()})
+
+
+def _fingerprint(records: list[dict], cfg: PrepareConfig, extractor) -> str:
+    """Changes whenever any input of `prepare` does: files (by path, size, mtime), metadata, settings."""
+    return _digest([_cache_name(cfg, extractor), asdict(cfg), [(r, _file_key(r["path"])) for r in records]])
 
 
 def decode_cached(paths: list[str], cfg: PrepareConfig, extractor, cache_root: Path) -> datasets.Dataset:
@@ -123,6 +134,7 @@ def decode_cached(paths: list[str], cfg: PrepareConfig, extractor, cache_root: P
         fresh = fresh.map(
             _decode_batch,
             batched=True,
+            with_rank=True,
             batch_size=16,
             num_proc=cfg.num_proc if cfg.num_proc > 1 and len(todo) >= 8 * cfg.num_proc else None,
             fn_kwargs={"extractor": extractor, "cfg": cfg.decode},
@@ -166,6 +178,11 @@ def prepare(data_dirs: list[str | Path], out_dir: str | Path, cfg: PrepareConfig
     records = select_labels(read_corpora(list(zip(kinds, map(str, data_dirs)))), cfg.labels)
     records.sort(key=lambda r: r["path"])
     extractor = build_feature_extractor(ModelConfig(backbone=cfg.backbone))
+    inputs = _fingerprint(records, cfg, extractor)
+    if all((out / name).exists() for name in ("summary.json", "splits.json", DATASET_DIR)):
+        previous = json.loads((out / "summary.json").read_text())
+        if previous.get("inputs") == inputs:
+            return previous  # same files, same settings: everything on disk is current
     (out / CACHE_DIR).mkdir(parents=True, exist_ok=True)
     decoded = decode_cached([r["path"] for r in records], cfg, extractor, out / CACHE_DIR)
     errors = decoded["error"]
@@ -194,6 +211,7 @@ def prepare(data_dirs: list[str | Path], out_dir: str | Path, cfg: PrepareConfig
     )
     first = {name: dataset.select(plan.folds[0][name]) for name in SPLITS}
     summary = {
+        "inputs": inputs,
         "corpora": sorted({r["corpus"] for r in records}),
         "data_dirs": [str(Path(d).resolve()) for d in data_dirs],
         "labels": labels,

@@ -71,8 +71,8 @@ def ours(corpus: Path, out: Path, num_proc: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--speakers", type=int, default=20)
-    parser.add_argument("--utterances", type=int, default=3)
+    parser.add_argument("--speakers", type=int, default=40)
+    parser.add_argument("--utterances", type=int, default=6)
     parser.add_argument("--rate", type=int, default=48_000)
     parser.add_argument("--num-proc", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", default="runs/bench")

@@ -23,9 +23,9 @@ def decoded_files(monkeypatch) -> list[str]:
     seen: list[str] = []
     original = features._decode_batch
 
-    def counting(batch, extractor, cfg):
+    def counting(batch, rank, extractor, cfg):
         seen.extend(batch["path"])
-        return original(batch, extractor, cfg)
+        return original(batch, rank, extractor, cfg)
 
     monkeypatch.setattr(features, "_decode_batch", counting)
     return seen
@@ -38,6 +38,9 @@ def test_same_settings_decode_nothing_and_changes_decode_only_what_changed(tmp_p
     assert len(decoded_files) == 32
 
     decoded_files.clear()
+    written = (out / "dataset").stat().st_mtime_ns
+    assert prepare([corpus], out, PrepareConfig()) == first  # nothing changed: nothing is redone
+    assert (out / "dataset").stat().st_mtime_ns == written
     again = prepare([corpus], out, PrepareConfig(splits=SplitConfig(seed=7)))
     assert decoded_files == []  # a new split is not a new decoding
     assert again["labels"] == first["labels"]
