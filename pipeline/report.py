@@ -38,9 +38,11 @@ def plot_summary(summary: dict, splits: dict, path) -> None:
         if len(splits[name]):
             durations.hist(splits[name]["duration"], bins=30, alpha=0.5, label=name)
     counts.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, labels, rotation=30, ha="right")
+    tallest = max(max(stats["labels"].values(), default=0) for stats in summary["splits"].values())
+    counts.set_ylim(0, 1.35 * max(tallest, 1))  # room for the legend
     counts.set_ylabel("clips")
     counts.set_title("clips per label")
-    counts.legend()
+    counts.legend(ncols=len(splits), loc="upper center")
     durations.set_xlabel("seconds")
     durations.set_title("clip durations")
     durations.legend()
