@@ -4,11 +4,14 @@ synth -> prepare -> train -> evaluate -> predict -> export -> serve -> POST."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import httpx
 import numpy as np
 import soundfile as sf
-from conftest import ser
+from conftest import REPO_ROOT, ser
 from helpers import export_to_store, running_server
 
 CONTRACT = {"label", "score", "scores", "duration_s", "model"}
@@ -77,3 +80,29 @@ def test_pipeline_predict_and_rest_agree(trained, corpus, tmp_path):
         bad = httpx.post(f"{url}/classify", files={"audio": ("x.wav", b"not audio", "audio/wav")}, timeout=60)
         assert 400 <= bad.status_code < 500 and "error" in bad.json()
         assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
+
+
+def test_finetune_script_trains_through_accelerate_launch(prepared, tmp_path):
+    """The README's fine-tuning entry point: `accelerate launch` around `ser train`."""
+    env = {**os.environ, "PYTHON": sys.executable}
+    done = subprocess.run(
+        [
+            "bash",
+            str(REPO_ROOT / "scripts" / "finetune.sh"),
+            "--config",
+            "configs/default.yaml",
+            "--data",
+            str(prepared),
+            "--output-dir",
+            str(tmp_path / "run"),
+            "train.epochs=1",
+            "train.batch_size=8",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "test: accuracy" in done.stdout
+    assert (tmp_path / "run" / "best" / "model.safetensors").is_file()
