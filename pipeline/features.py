@@ -200,10 +200,12 @@ def prepare(data_dirs: list[str | Path], out_dir: str | Path, cfg: PrepareConfig
         {k: [r.get(k) for r in records] for k in columns},
         features=datasets.Features({k: datasets.Value("string") for k in columns}),
     )
-    audio = decoded.select(usable).remove_columns(["key", "error"])
-    dataset = datasets.concatenate_datasets([metadata, audio.flatten_indices()], axis=1)
+    flat = out / "flatten.tmp.arrow"  # not beside the cache's own files, where datasets would leave it
+    audio = decoded.select(usable).remove_columns(["key", "error"]).flatten_indices(cache_file_name=str(flat))
+    dataset = datasets.concatenate_datasets([metadata, audio], axis=1)
     shutil.rmtree(out / DATASET_DIR, ignore_errors=True)
     dataset.save_to_disk(str(out / DATASET_DIR))
+    flat.unlink()
     extractor.save_pretrained(out / FEATURE_EXTRACTOR_DIR)
     labels = sorted({r["label"] for r in records})
     (out / "splits.json").write_text(

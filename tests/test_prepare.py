@@ -53,6 +53,9 @@ def test_same_settings_decode_nothing_and_changes_decode_only_what_changed(tmp_p
     prepare([corpus], out, PrepareConfig(decode=DecodeConfig(trim_silence=True)))
     assert len(decoded_files) == 33  # other decoding settings: everything again
     assert len(list((out / "cache").iterdir())) == 1  # the superseded cache is gone
+    stored = sorted(p.name for p in next((out / "cache").iterdir()).iterdir())
+    assert stored == ["data-00000-of-00001.arrow", "dataset_info.json", "state.json"]  # no stray copies
+    assert not list(out.glob("*.arrow"))
 
 
 def test_trim_silence_and_long_clip_policy(tmp_path):
