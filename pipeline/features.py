@@ -1,6 +1,7 @@
 """`ser prepare`: corpus records -> decoded, resampled, normalised `datasets` table + splits + summary.
 
-Decoding is the expensive stage, so its results are cached per file under `OUT/cache/<settings>/`:
+Decoding is the expensive stage, so its results are cached per file under `OUT/cache/<settings>/`
+(one Arrow part per run that decoded something):
 running again with the same decoding settings decodes nothing, and a changed corpus or label
 subset decodes only the files not seen before. Changing only the splits re-splits and rewrites the
 (cheap) outputs.
@@ -26,7 +27,8 @@ from .model import build_feature_extractor
 from .report import plot_summary
 from .splits import SPLITS, SplitConfig, make_splits
 
-DATASET_DIR = "dataset"
+DATASET_DIR = "dataset"  # metadata/ (save_to_disk) + audio.arrow, joined column-wise when loaded
+AUDIO_FILE = "audio.arrow"
 CACHE_DIR = "cache"
 FEATURE_EXTRACTOR_DIR = "feature_extractor"
 DECODED_COLUMNS = datasets.Features(
@@ -121,17 +123,27 @@ def _fingerprint(records: list[dict], cfg: PrepareConfig, extractor) -> str:
     return _digest([_cache_name(cfg, extractor), asdict(cfg), [(r, _file_key(r["path"])) for r in records]])
 
 
+def _load_parts(store: Path) -> datasets.Dataset | None:
+    """The cache's Arrow parts as one memory-mapped table (None when empty)."""
+    parts = [datasets.Dataset.from_file(str(p)) for p in sorted(store.glob("part-*.arrow"))]
+    return datasets.concatenate_datasets(parts) if parts else None
+
+
 def decode_cached(paths: list[str], cfg: PrepareConfig, extractor, cache_root: Path) -> datasets.Dataset:
-    """Decoded rows (`key`, `input_values`, `duration`, `error`) for `paths`, in order; only files
-    absent from the cache are decoded."""
+    """Decoded rows (`key`, `input_values`, `duration`, `error`) for `paths`, in order. Only files
+    absent from the cache are decoded, straight into a new Arrow part of it: nothing is copied."""
     store = cache_root / _cache_name(cfg, extractor)
+    store.mkdir(parents=True, exist_ok=True)
+    for stale in cache_root.iterdir():  # caches of other settings: superseded
+        if stale != store:
+            shutil.rmtree(stale, ignore_errors=True)
     keys = [_file_key(p) for p in paths]
-    cached = datasets.load_from_disk(str(store)) if store.is_dir() else None
+    cached = _load_parts(store)
     known = set(cached["key"]) if cached is not None else set()
     todo = sorted({(k, p) for k, p in zip(keys, paths) if k not in known})
     if todo:
-        fresh = datasets.Dataset.from_dict({"key": [k for k, _ in todo], "path": [p for _, p in todo]})
-        fresh = fresh.map(
+        part = store / f"part-{len(list(store.glob('part-*.arrow'))):05d}.arrow"
+        datasets.Dataset.from_dict({"key": [k for k, _ in todo], "path": [p for _, p in todo]}).map(
             _decode_batch,
             batched=True,
             with_rank=True,
@@ -140,19 +152,10 @@ def decode_cached(paths: list[str], cfg: PrepareConfig, extractor, cache_root: P
             fn_kwargs={"extractor": extractor, "cfg": cfg.decode},
             features=DECODED_COLUMNS,
             remove_columns=["path"],
+            cache_file_name=str(part),  # written to a temporary file, renamed when complete
             desc=f"decoding {len(todo)} files",
         )
-        table = datasets.concatenate_datasets([cached, fresh]) if cached is not None else fresh
-        tmp = store.with_name(store.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        table.save_to_disk(str(tmp))
-        del cached, table
-        shutil.rmtree(store, ignore_errors=True)
-        tmp.rename(store)
-        cached = datasets.load_from_disk(str(store))
-    for stale in cache_root.iterdir():  # caches of other settings: superseded
-        if stale != store:
-            shutil.rmtree(stale, ignore_errors=True)
+        cached = _load_parts(store)
     row = {k: i for i, k in enumerate(cached["key"])}
     return cached.select([row[k] for k in keys])
 
@@ -200,12 +203,12 @@ def prepare(data_dirs: list[str | Path], out_dir: str | Path, cfg: PrepareConfig
         {k: [r.get(k) for r in records] for k in columns},
         features=datasets.Features({k: datasets.Value("string") for k in columns}),
     )
-    flat = out / "flatten.tmp.arrow"  # not beside the cache's own files, where datasets would leave it
-    audio = decoded.select(usable).remove_columns(["key", "error"]).flatten_indices(cache_file_name=str(flat))
-    dataset = datasets.concatenate_datasets([metadata, audio], axis=1)
-    shutil.rmtree(out / DATASET_DIR, ignore_errors=True)
-    dataset.save_to_disk(str(out / DATASET_DIR))
-    flat.unlink()
+    target = out / DATASET_DIR
+    shutil.rmtree(target, ignore_errors=True)
+    metadata.save_to_disk(str(target / "metadata"))
+    audio = decoded.select(usable).remove_columns(["key", "error"])
+    audio.flatten_indices(cache_file_name=str(target / AUDIO_FILE))  # the one copy of the audio
+    dataset = _open_dataset(target)
     extractor.save_pretrained(out / FEATURE_EXTRACTOR_DIR)
     labels = sorted({r["label"] for r in records})
     (out / "splits.json").write_text(
@@ -230,6 +233,13 @@ def prepare(data_dirs: list[str | Path], out_dir: str | Path, cfg: PrepareConfig
     return summary
 
 
+def _open_dataset(target: Path) -> datasets.Dataset:
+    """The prepared table: metadata columns beside the audio columns, both memory-mapped."""
+    metadata = datasets.load_from_disk(str(target / "metadata"))
+    audio = datasets.Dataset.from_file(str(target / AUDIO_FILE))
+    return datasets.concatenate_datasets([metadata, audio], axis=1)
+
+
 def load_prepared(data_dir: str | Path, fold: int = 0) -> tuple[datasets.DatasetDict, list[str], object]:
     """(train/validation/test of `fold`, labels, feature extractor) written by `prepare`."""
     from transformers import AutoFeatureExtractor
@@ -240,7 +250,7 @@ def load_prepared(data_dir: str | Path, fold: int = 0) -> tuple[datasets.Dataset
     plan = json.loads((root / "splits.json").read_text())
     if not 0 <= fold < len(plan["folds"]):
         raise SerError(f"{root} has {len(plan['folds'])} fold(s); fold {fold} does not exist")
-    dataset = datasets.load_from_disk(str(root / DATASET_DIR))
+    dataset = _open_dataset(root / DATASET_DIR)
     splits = datasets.DatasetDict({name: dataset.select(plan["folds"][fold][name]) for name in SPLITS})
     extractor = AutoFeatureExtractor.from_pretrained(root / FEATURE_EXTRACTOR_DIR)
     return splits, plan["labels"], extractor

@@ -77,6 +77,7 @@ def main() -> None:
     parser.add_argument("--utterances", type=int, default=6)
     parser.add_argument("--rate", type=int, default=48_000)
     parser.add_argument("--num-proc", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--repeats", type=int, default=3, help="each timing is the median of this many runs")
     parser.add_argument("--out", default="runs/bench")
     args = parser.parse_args()
     out = Path(args.out)
@@ -84,18 +85,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         files, audio_s = make_corpus(tmp / "corpus", args.speakers, args.utterances, args.rate)
-        timings = {"baseline: datasets Audio column, per example": baseline(files)}
-        for procs in sorted({1, args.num_proc}):
+
+        def median(run) -> float:
+            return float(np.median([run() for _ in range(args.repeats)]))
+
+        def cold(procs: int) -> float:
             shutil.rmtree(tmp / "prepared", ignore_errors=True)
-            timings[f"ser prepare, cold, num_proc={procs}"] = ours(tmp / "corpus", tmp / "prepared", procs)
-        timings[f"ser prepare, warm cache, num_proc={args.num_proc}"] = ours(
-            tmp / "corpus", tmp / "prepared", args.num_proc
+            return ours(tmp / "corpus", tmp / "prepared", procs)
+
+        timings = {"baseline: datasets Audio column, per example": median(lambda: baseline(files))}
+        for procs in sorted({1, args.num_proc}):
+            timings[f"ser prepare, cold, num_proc={procs}"] = median(lambda procs=procs: cold(procs))
+        timings[f"ser prepare, warm cache, num_proc={args.num_proc}"] = median(
+            lambda: ours(tmp / "corpus", tmp / "prepared", args.num_proc)
         )
     base = next(iter(timings.values()))
     cold = timings[f"ser prepare, cold, num_proc={args.num_proc}"]
     warm = timings[f"ser prepare, warm cache, num_proc={args.num_proc}"]
     lines = [
-        f"{len(files)} clips, {audio_s:.0f} s of audio ({args.rate} Hz stereo WAV), {os.cpu_count()} cores.",
+        f"{len(files)} clips, {audio_s:.0f} s of audio ({args.rate} Hz stereo WAV), {os.cpu_count()} cores; "
+        f"median of {args.repeats} runs each.",
         "",
         "| method | wall s | audio-s per s | vs baseline |",
         "|---|---:|---:|---:|",

@@ -54,7 +54,7 @@ def test_same_settings_decode_nothing_and_changes_decode_only_what_changed(tmp_p
     assert len(decoded_files) == 33  # other decoding settings: everything again
     assert len(list((out / "cache").iterdir())) == 1  # the superseded cache is gone
     stored = sorted(p.name for p in next((out / "cache").iterdir()).iterdir())
-    assert stored == ["data-00000-of-00001.arrow", "dataset_info.json", "state.json"]  # no stray copies
+    assert stored == ["part-00000.arrow"]  # one part per decoding run, no stray copies
     assert not list(out.glob("*.arrow"))
 
 
