@@ -96,8 +96,3 @@ def stored_model(tag: str = DEFAULT_TAG):
         raise SerError(
             f"model {tag!r} is not in the BentoML model store ({err}); run `ser export` first"
         ) from err
-
-
-def checkpoint_path(tag: str = DEFAULT_TAG) -> Path:
-    """The directory in the BentoML model store that holds the checkpoint files of `tag`."""
-    return Path(stored_model(tag).path)
