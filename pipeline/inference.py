@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+from transformers import AutoFeatureExtractor
 
 from .audio import load_audio
-from .errors import SerError
+from .model import load_checkpoint, model_labels
 
 
 @dataclass
@@ -29,18 +29,15 @@ class Predictor:
     def __init__(self, model, feature_extractor):
         self.model = model.eval()
         self.feature_extractor = feature_extractor
-        self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        self.labels = model_labels(model)
         self.sampling_rate = feature_extractor.sampling_rate
         # Group-norm encoders (wav2vec2-base style) must not see zero padding: run them one by one.
         self.pads_safely = bool(getattr(feature_extractor, "return_attention_mask", False))
 
     @classmethod
     def from_pretrained(cls, checkpoint: str | Path, device: str | None = None) -> Predictor:
-        path = Path(checkpoint)
-        if not (path / "config.json").is_file():
-            raise SerError(f"not a checkpoint directory (no config.json): {path}")
-        model = AutoModelForAudioClassification.from_pretrained(path, use_safetensors=True)
-        extractor = AutoFeatureExtractor.from_pretrained(path)
+        model = load_checkpoint(checkpoint)
+        extractor = AutoFeatureExtractor.from_pretrained(checkpoint)
         if device:
             model.to(device)
         return cls(model, extractor)

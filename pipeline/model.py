@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from transformers import (
     AutoConfig,
     AutoFeatureExtractor,
@@ -14,7 +16,7 @@ from transformers import (
 
 from .audio import TARGET_SAMPLING_RATE
 from .config import ModelConfig
-from .errors import ConfigError
+from .errors import ConfigError, SerError
 
 
 def label_maps(labels: list[str]) -> tuple[dict[int, str], dict[str, int]]:
@@ -70,3 +72,16 @@ def build_model(cfg: ModelConfig, labels: list[str]) -> PreTrainedModel:
     if cfg.freeze_feature_encoder and hasattr(model, "freeze_feature_encoder"):
         model.freeze_feature_encoder()
     return model
+
+
+def model_labels(model: PreTrainedModel) -> list[str]:
+    """The class names in output order."""
+    return [model.config.id2label[i] for i in range(model.config.num_labels)]
+
+
+def load_checkpoint(checkpoint: str | Path) -> PreTrainedModel:
+    """A fine-tuned classifier directory (`ser train`'s `best/`), weights from safetensors only."""
+    path = Path(checkpoint)
+    if not (path / "config.json").is_file():
+        raise SerError(f"not a checkpoint directory (no config.json): {path}")
+    return AutoModelForAudioClassification.from_pretrained(path, use_safetensors=True)

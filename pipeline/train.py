@@ -10,17 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import AutoModelForAudioClassification, get_scheduler
+from transformers import get_scheduler
 
 from .config import Config
 from .errors import ConfigError, SerError
 from .features import fold_count, load_prepared
 from .metrics import classification_metrics, plot_confusion_matrix
-from .model import build_feature_extractor, build_model
+from .model import build_feature_extractor, build_model, load_checkpoint, model_labels
 
 
 class Collator:
@@ -190,7 +190,7 @@ def train_fold(cfg: Config, fold: int = 0) -> dict:
     bar.close()
     accelerator.wait_for_everyone()
     results = {"fold": fold, "best_epoch": best_epoch, "history": history, "config": cfg.to_dict()}
-    best = AutoModelForAudioClassification.from_pretrained(out / "best", use_safetensors=True)
+    best = load_checkpoint(out / "best")
     best = accelerator.prepare(best)
     for split in ("validation", "test"):
         if len(dataset[split]):
@@ -222,7 +222,7 @@ def train(cfg: Config) -> dict:
         for key in ("accuracy", "uar", "macro_f1")
         for values in [[run["test"][key] for run in runs]]
     }
-    if Accelerator().is_main_process:
+    if PartialState().is_main_process:
         (out / "cv_metrics.json").write_text(json.dumps(summary, indent=2))
     return {"folds": runs, "cross_validation": summary}
 
@@ -234,13 +234,9 @@ def evaluate_checkpoint(
     dataset, labels, extractor = load_prepared(data_dir, fold)
     if split not in dataset:
         raise SerError(f"no split {split!r} in {data_dir}; have {', '.join(dataset)}")
-    path = Path(checkpoint)
-    if not (path / "config.json").is_file():
-        raise SerError(f"not a checkpoint directory (no config.json): {path}")
-    model = AutoModelForAudioClassification.from_pretrained(path, use_safetensors=True)
-    model_labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    if model_labels != labels:
-        raise SerError(f"checkpoint labels {model_labels} differ from the data's {labels}")
+    model = load_checkpoint(checkpoint)
+    if model_labels(model) != labels:
+        raise SerError(f"checkpoint labels {model_labels(model)} differ from the data's {labels}")
     cfg = Config()
     cfg.train.batch_size = batch_size
     accelerator = Accelerator()
