@@ -66,8 +66,21 @@ def _train(args) -> None:
         overrides.append(f"train.output_dir={args.output_dir}")
     if args.backbone:
         overrides.append(f"model.backbone={args.backbone}")
+    if args.trainer:
+        overrides.append("train.trainer=hf")
+    if args.sanity:
+        overrides.append("train.sanity_report=true")
     cfg = load_config(args.config, overrides)
-    results = train(cfg)
+    if args.overfit_batches:
+        from .sanity import overfit_batches
+
+        done = overfit_batches(cfg, args.overfit_batches)
+        print(
+            f"overfit {done['batches']} batch(es): loss {done['initial_loss']:.3f} -> "
+            f"{done['final_loss']:.4f} in {done['steps']} steps: the model can learn"
+        )
+        return
+    results = train(cfg, resume=args.resume)
     if "cross_validation" in results:
         for key, stats in results["cross_validation"].items():
             print(f"{key}: {stats['mean']:.3f} ± {stats['std']:.3f} over {len(stats['folds'])} folds")
@@ -160,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="prepared data directory (data.path)")
     p.add_argument("--output-dir", help="run directory (train.output_dir)")
     p.add_argument("--backbone", help="Hub id or local directory (model.backbone)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest full checkpoint")
+    p.add_argument("--trainer", action="store_true", help="use transformers.Trainer (train.trainer=hf)")
+    p.add_argument("--sanity", action="store_true", help="print a data sanity report before the first step")
+    p.add_argument(
+        "--overfit-batches", type=int, metavar="N", help="only check that N batches can be overfitted"
+    )
     p.add_argument("overrides", nargs="*", metavar="section.key=value")
     p.set_defaults(func=_train)
 

@@ -31,6 +31,7 @@ class ModelConfig:
     backbone: str | None = None
     trust_remote_code: bool = False
     freeze_feature_encoder: bool = False
+    dropout: float | None = None  # hidden, attention and final dropout; None = the backbone's own
     small: dict[str, Any] = field(
         default_factory=lambda: {
             "hidden_size": 64,
@@ -52,16 +53,26 @@ class TrainConfig:
     """Optimisation and bookkeeping of the training loop."""
 
     output_dir: str = "runs/default"
+    trainer: str = "accelerate"  # accelerate (our loop) | hf (transformers.Trainer)
     epochs: int = 20
     batch_size: int = 16
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-3  # the backbone's
     head_learning_rate: float | None = None  # defaults to learning_rate
     weight_decay: float = 0.01
+    scheduler: str = "linear"  # linear | cosine | constant, after the warm-up
     warmup_ratio: float = 0.1
     gradient_accumulation_steps: int = 1
     max_grad_norm: float = 1.0
+    freeze_backbone_steps: int = 0  # train only the head for the first N optimizer steps
+    class_weights: str = "none"  # none | balanced (inverse class frequency in the loss)
+    group_by_length: bool = True  # batch clips of similar duration to cut padding
     mixed_precision: str | None = None  # no | fp16 | bf16; None = what `accelerate launch` says
-    early_stopping_patience: int = 0  # epochs without validation UAR gain; 0 = off
+    eval_every: int = 0  # validate every N optimizer steps; 0 = after each epoch
+    early_stopping_patience: int = 0  # validations without UAR gain before stopping; 0 = off
+    save_every: int = 0  # full-state checkpoint every N steps; 0 = at each validation
+    keep_checkpoints: int = 2  # full-state checkpoints kept for --resume
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])  # Accelerate trackers
+    sanity_report: bool = False  # print shapes, ranges, label balance and gradient norms first
     seed: int = 0
     num_workers: int = 0
 

@@ -1,62 +1,54 @@
-"""Classification metrics (scikit-learn arithmetic) and the confusion-matrix plot."""
+"""Classification metrics as a Hugging Face `evaluate` metric."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
+import datasets
+import evaluate
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    confusion_matrix,
-    f1_score,
-    precision_recall_fscore_support,
-    recall_score,
-)
+
+_DESCRIPTION = """Speech-emotion-recognition scores from one confusion matrix: accuracy, UAR (unweighted
+average recall, the usual headline number for SER), macro-F1, and per-class precision, recall and F1."""
+
+
+class EmotionMetrics(evaluate.Metric):
+    """`evaluate` metric: `EmotionMetrics().compute(predictions=ids, references=ids, labels=names)`."""
+
+    def _info(self) -> evaluate.MetricInfo:
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation="",
+            inputs_description="predictions and references: class ids; labels: the class names in id order",
+            features=datasets.Features(
+                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
+            ),
+        )
+
+    def _compute(self, predictions, references, labels: list[str]) -> dict:
+        k = len(labels)
+        cm = np.zeros((k, k), dtype=np.int64)
+        np.add.at(cm, (np.asarray(references, dtype=np.int64), np.asarray(predictions, dtype=np.int64)), 1)
+        hits = np.diag(cm).astype(np.float64)
+        support, predicted = cm.sum(axis=1), cm.sum(axis=0)
+        recall = np.divide(hits, support, out=np.zeros(k), where=support > 0)
+        precision = np.divide(hits, predicted, out=np.zeros(k), where=predicted > 0)
+        denominator = precision + recall
+        f1 = np.divide(2 * precision * recall, denominator, out=np.zeros(k), where=denominator > 0)
+        return {
+            "accuracy": float(hits.sum() / max(cm.sum(), 1)),
+            "uar": float(recall.mean()),
+            "macro_f1": float(f1.mean()),
+            "samples": int(cm.sum()),
+            "labels": list(labels),
+            "confusion_matrix": cm.tolist(),
+            "per_class": {
+                label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+                for label, p, r, f, s in zip(labels, precision, recall, f1, support)
+            },
+        }
 
 
 def classification_metrics(y_true, y_pred, labels: list[str]) -> dict:
-    """accuracy, UAR (unweighted average recall), macro-F1, per-class scores and the confusion matrix."""
-    ids = list(range(len(labels)))
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=ids, zero_division=0
+    """accuracy, UAR, macro-F1, per-class scores and the confusion matrix (through `EmotionMetrics`)."""
+    return EmotionMetrics(keep_in_memory=True).compute(
+        predictions=np.asarray(y_pred), references=np.asarray(y_true), labels=list(labels)
     )
-    return {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "uar": float(recall_score(y_true, y_pred, labels=ids, average="macro", zero_division=0)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=ids, average="macro", zero_division=0)),
-        "samples": int(y_true.size),
-        "labels": list(labels),
-        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=ids).tolist(),
-        "per_class": {
-            label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-            for label, p, r, f, s in zip(labels, precision, recall, f1, support)
-        },
-    }
-
-
-def plot_confusion_matrix(metrics: dict, path: str | Path, title: str = "") -> None:
-    """Row-normalised confusion matrix with counts, saved as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cm = np.asarray(metrics["confusion_matrix"])
-    labels = metrics["labels"]
-    rates = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 2, 1.1 * len(labels) + 1.5))
-    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    for i in range(len(labels)):
-        for j in range(len(labels)):
-            ax.text(
-                j, i, str(cm[i, j]), ha="center", va="center", color="white" if rates[i, j] > 0.5 else "black"
-            )
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title or f"accuracy {metrics['accuracy']:.3f} · UAR {metrics['uar']:.3f}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -42,9 +42,20 @@ def build_feature_extractor(cfg: ModelConfig):
     )
 
 
-def build_model(cfg: ModelConfig, labels: list[str]) -> PreTrainedModel:
-    """An AutoModelForAudioClassification with a fresh head for `labels`."""
+DROPOUT_KEYS = (
+    "hidden_dropout",
+    "attention_dropout",
+    "activation_dropout",
+    "final_dropout",
+)  # wav2vec2 family
+
+
+def build_model(cfg: ModelConfig, labels: list[str], **config_overrides) -> PreTrainedModel:
+    """An AutoModelForAudioClassification with a fresh head for `labels` (`config_overrides` go into
+    its config, e.g. `use_weighted_layer_sum=True`)."""
     id2label, label2id = label_maps(labels)
+    if cfg.dropout is not None:
+        config_overrides = {**dict.fromkeys(DROPOUT_KEYS, cfg.dropout), **config_overrides}
     if cfg.backbone:
         try:
             config = AutoConfig.from_pretrained(
@@ -53,6 +64,7 @@ def build_model(cfg: ModelConfig, labels: list[str]) -> PreTrainedModel:
                 id2label=id2label,
                 label2id=label2id,
                 trust_remote_code=cfg.trust_remote_code,
+                **config_overrides,
             )
             model = AutoModelForAudioClassification.from_pretrained(
                 cfg.backbone,
@@ -65,7 +77,12 @@ def build_model(cfg: ModelConfig, labels: list[str]) -> PreTrainedModel:
             raise ConfigError(f"cannot load backbone {cfg.backbone!r}: {err}") from err
     else:
         try:
-            config = Wav2Vec2Config(num_labels=len(labels), id2label=id2label, label2id=label2id, **cfg.small)
+            config = Wav2Vec2Config(
+                num_labels=len(labels),
+                id2label=id2label,
+                label2id=label2id,
+                **{**cfg.small, **config_overrides},
+            )
         except TypeError as err:
             raise ConfigError(f"bad model.small setting: {err}") from err
         model = Wav2Vec2ForSequenceClassification(config)

@@ -1,0 +1,66 @@
+"""Training plots: the confusion matrix and the loss and metric curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_confusion_matrix(metrics: dict, path: str | Path, title: str = "") -> None:
+    """Row-normalised confusion matrix with counts, saved as PNG."""
+    plt = _pyplot()
+    cm = np.asarray(metrics["confusion_matrix"])
+    labels = metrics["labels"]
+    rates = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 2, 1.1 * len(labels) + 1.5))
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(
+                j, i, str(cm[i, j]), ha="center", va="center", color="white" if rates[i, j] > 0.5 else "black"
+            )
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or f"accuracy {metrics['accuracy']:.3f} · UAR {metrics['uar']:.3f}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_curves(train_log: list[dict], history: list[dict], path: str | Path) -> None:
+    """Training loss per step (and its running mean), validation loss and validation metrics."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    if train_log:
+        steps = np.array([r["step"] for r in train_log])
+        loss = np.array([r["loss"] for r in train_log])
+        window = max(1, len(loss) // 25)
+        left.plot(steps, loss, color="tab:blue", alpha=0.25, lw=0.8)
+        smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
+        left.plot(steps[window - 1 :], smooth, color="tab:blue", label="train")
+    if history:
+        steps = [h["step"] for h in history]
+        left.plot(steps, [h["val_loss"] for h in history], "o-", color="tab:orange", label="validation")
+        for key, name in (("val_accuracy", "accuracy"), ("val_uar", "UAR"), ("val_macro_f1", "macro-F1")):
+            right.plot(steps, [h[key] for h in history], "o-", label=name)
+        best = max(history, key=lambda h: h["val_uar"])
+        right.axvline(best["step"], color="grey", ls="--", lw=0.8, label=f"best (step {best['step']})")
+    left.set(xlabel="optimizer step", ylabel="cross-entropy", title="loss")
+    right.set(xlabel="optimizer step", ylim=(0, 1.02), title="validation")
+    left.legend()
+    right.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
