@@ -312,6 +312,8 @@ class _Run:
             "history": state.history,
             "config": self.cfg.to_dict(),
         }
+        from .emotion_metric import evaluate_predictions  # imports `evaluate` (slow): final report only
+
         best = acc.prepare(load_checkpoint(self.out / "best"))
         for split in ("validation", "test"):
             if len(self.dataset[split]):
@@ -319,7 +321,7 @@ class _Run:
                     make_loader(self.dataset[split], self.extractor, self.labels, self.cfg, False)
                 )
                 y_true, y_pred, _ = predict_loader(best, loader, acc)
-                results[split] = classification_metrics(y_true, y_pred, self.labels)
+                results[split] = evaluate_predictions(y_true, y_pred, self.labels)
         if acc.is_main_process:
             write_results(self.out, results, state.train_log, self.cfg, "custom Accelerate loop")
         acc.end_training()
@@ -391,6 +393,8 @@ def evaluate_checkpoint(
     checkpoint: str | Path, data_dir: str | Path, split: str = "test", fold: int = 0, batch_size: int = 16
 ) -> dict:
     """Metrics of a saved checkpoint on one split (of one fold) of prepared data."""
+    from .emotion_metric import evaluate_predictions
+
     dataset, labels, extractor = load_prepared(data_dir, fold)
     if split not in dataset:
         raise SerError(f"no split {split!r} in {data_dir}; have {', '.join(dataset)}")
@@ -403,4 +407,4 @@ def evaluate_checkpoint(
     loader = make_loader(dataset[split], extractor, labels, cfg, train=False)
     model, loader = accelerator.prepare(model, loader)
     y_true, y_pred, _ = predict_loader(model, loader, accelerator)
-    return classification_metrics(y_true, y_pred, labels)
+    return evaluate_predictions(y_true, y_pred, labels)

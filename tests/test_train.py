@@ -19,7 +19,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from pipeline.batching import LengthGroupedBatches
 from pipeline.checkpoint import STATE_FILE, checkpoint_dirs, prune_checkpoints
 from pipeline.config import ModelConfig, TrainConfig
-from pipeline.metrics import classification_metrics
+from pipeline.emotion_metric import evaluate_predictions
 from pipeline.model import build_model
 from pipeline.optim import build_optimizer, build_scheduler, class_weights
 
@@ -32,7 +32,7 @@ def test_metrics_agree_with_scikit_learn(seed):
     rng = np.random.default_rng(seed)
     y_true = rng.integers(0, 5, 300)
     y_pred = np.where(rng.random(300) < 0.6, y_true, rng.integers(0, 4, 300))  # class 4 never predicted
-    ours = classification_metrics(y_true, y_pred, list("abcde"))
+    ours = evaluate_predictions(y_true, y_pred, list("abcde"))
     ids = list(range(5))
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=ids, zero_division=0
