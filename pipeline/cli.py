@@ -94,6 +94,57 @@ def _train(args) -> None:
     print(f"best checkpoint: {Path(cfg.train.output_dir) / 'best'}")
 
 
+def _probe(args) -> None:
+    from .config import load_config
+    from .probe import train_probe
+
+    overrides = list(args.overrides)
+    flags = {"data.path": args.data, "train.output_dir": args.output_dir, "model.backbone": args.backbone}
+    overrides += [f"{key}={value}" for key, value in flags.items() if value]
+    cfg = load_config(args.config, overrides)
+    test = train_probe(cfg, fold=cfg.data.fold or 0).get("test")
+    if test:
+        print(
+            f"test: accuracy {test['accuracy']:.3f} · UAR {test['uar']:.3f} · macro-F1 {test['macro_f1']:.3f}"
+        )
+    print(f"best checkpoint: {Path(cfg.train.output_dir) / 'best'}")
+
+
+def _search_config(args):
+    """The run configuration of `ser tune` / `ser lr-find`: --config, the flags, then the overrides."""
+    from .config import load_config
+
+    flags = {
+        "data.path": args.data,
+        "model.backbone": args.backbone,
+        "train.epochs": getattr(args, "epochs", None),
+    }
+    overrides = [f"{key}={value}" for key, value in flags.items() if value is not None]
+    return load_config(args.config, overrides + list(args.overrides))
+
+
+def _tune(args) -> None:
+    from .tune import tune
+
+    result = tune(_search_config(args), args.trials, Path(args.output_dir))
+    params = ", ".join(
+        f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+        for key, value in result["best_params"].items()
+    )
+    print(f"best val UAR {result['best_value']:.4f} (trial {result['best_trial']}): {params}")
+    print(f"best config: {result['best_config']} (train with `ser train --config {result['best_config']}`)")
+
+
+def _lr_find(args) -> None:
+    from .lr_find import lr_find
+
+    result = lr_find(_search_config(args), args.output_dir, steps=args.steps)
+    print(f"min-loss learning rate / 10: {result['min_loss_lr_over_10']:.2e}")
+    print(f"plot and curve: {Path(args.output_dir) / 'lr_find.png'}, lr_find.json")
+    lr = f"{result['suggestion']:.2e}"
+    print(f"suggested learning rate: {lr} (set train.learning_rate={lr})")
+
+
 def _evaluate(args) -> None:
     from .train import evaluate_checkpoint
 
@@ -181,6 +232,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("overrides", nargs="*", metavar="section.key=value")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("probe", help="train a layer-weighted head on a frozen backbone's cached features")
+    p.add_argument("--config", help="YAML file (see configs/)")
+    p.add_argument("--data", help="prepared data directory (data.path)")
+    p.add_argument("--output-dir", help="run directory (train.output_dir)")
+    p.add_argument("--backbone", help="Hub id or local directory (model.backbone)")
+    p.add_argument("overrides", nargs="*", metavar="section.key=value")
+    p.set_defaults(func=_probe)
+
+    for name, func, help_text in (
+        ("tune", _tune, "search learning rate, batch size, dropout and freezing with Optuna (pruned trials)"),
+        ("lr-find", _lr_find, "learning-rate range test: loss-vs-LR plot and a suggested learning rate"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--config", help="YAML file (see configs/)")
+        p.add_argument("--data", help="prepared data directory (data.path)")
+        p.add_argument("--output-dir", required=True, help="where the results go")
+        p.add_argument("--backbone", help="Hub id or local directory (model.backbone)")
+        if name == "tune":
+            p.add_argument("--epochs", type=int, help="epochs per trial (train.epochs)")
+            p.add_argument("--trials", type=int, default=20, help="finished trials (a rerun continues)")
+        else:
+            p.add_argument("--steps", type=int, default=100, help="batches of the sweep (1e-7 to 10)")
+        p.add_argument("overrides", nargs="*", metavar="section.key=value")
+        p.set_defaults(func=func)
 
     p = sub.add_parser("evaluate", help="metrics of a checkpoint on prepared data")
     p.add_argument("--checkpoint", required=True)

@@ -312,20 +312,27 @@ class _Run:
             "history": state.history,
             "config": self.cfg.to_dict(),
         }
-        from .emotion_metric import evaluate_predictions  # imports `evaluate` (slow): final report only
-
-        best = acc.prepare(load_checkpoint(self.out / "best"))
-        for split in ("validation", "test"):
-            if len(self.dataset[split]):
-                loader = acc.prepare(
-                    make_loader(self.dataset[split], self.extractor, self.labels, self.cfg, False)
-                )
-                y_true, y_pred, _ = predict_loader(best, loader, acc)
-                results[split] = evaluate_predictions(y_true, y_pred, self.labels)
+        results.update(
+            evaluate_best(self.out / "best", self.dataset, self.extractor, self.labels, self.cfg, acc)
+        )
         if acc.is_main_process:
             write_results(self.out, results, state.train_log, self.cfg, "custom Accelerate loop")
         acc.end_training()
         return results
+
+
+def evaluate_best(best_dir: Path, dataset, extractor, labels: list[str], cfg: Config, accelerator) -> dict:
+    """{split: metrics} of the saved best checkpoint on validation and test, through `evaluate`."""
+    from .emotion_metric import evaluate_predictions  # imports `evaluate` (slow): final report only
+
+    model = accelerator.prepare(load_checkpoint(best_dir))
+    results = {}
+    for split in ("validation", "test"):
+        if len(dataset[split]):
+            loader = accelerator.prepare(make_loader(dataset[split], extractor, labels, cfg, train=False))
+            y_true, y_pred, _ = predict_loader(model, loader, accelerator)
+            results[split] = evaluate_predictions(y_true, y_pred, labels)
+    return results
 
 
 def write_results(out: Path, results: dict, train_log: list[dict], cfg: Config, trainer: str) -> None:
