@@ -65,7 +65,9 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     freeze_backbone_steps: int = 0  # train only the head for the first N optimizer steps
     class_weights: str = "none"  # none | balanced (inverse class frequency in the loss)
-    group_by_length: bool = True  # batch clips of similar duration to cut padding
+    # Batch clips of similar duration: far less padding, but where duration tracks the emotion (the
+    # demo corpus: sad clips are the longest) batches become single-emotion and training fails.
+    group_by_length: bool = False
     mixed_precision: str | None = None  # no | fp16 | bf16; None = what `accelerate launch` says
     eval_every: int = 0  # validate every N optimizer steps; 0 = after each epoch
     early_stopping_patience: int = 0  # validations without UAR gain before stopping; 0 = off

@@ -22,7 +22,7 @@ from .config import Config
 from .errors import ConfigError
 from .model import build_model
 from .optim import build_optimizer, class_weights
-from .plots import _pyplot
+from .plots import pyplot
 
 
 def suggest_lr(lrs, losses) -> float:
@@ -118,7 +118,7 @@ def lr_range_test(
 
 def plot_lr_find(result: dict, path: str | Path) -> None:
     """Smoothed (and raw) loss against the learning rate, log x-axis, with the suggestions marked."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(result["lrs"], result["raw_losses"], color="tab:blue", alpha=0.25, lw=0.8, label="loss")
     ax.plot(result["lrs"], result["losses"], color="tab:blue", label="smoothed loss")

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot with the file-only Agg backend (imported on first use: it is slow)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -18,7 +19,7 @@ def _pyplot():
 
 def plot_confusion_matrix(metrics: dict, path: str | Path, title: str = "") -> None:
     """Row-normalised confusion matrix with counts, saved as PNG."""
-    plt = _pyplot()
+    plt = pyplot()
     cm = np.asarray(metrics["confusion_matrix"])
     labels = metrics["labels"]
     rates = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
@@ -41,7 +42,7 @@ def plot_confusion_matrix(metrics: dict, path: str | Path, title: str = "") -> N
 
 def plot_curves(train_log: list[dict], history: list[dict], path: str | Path) -> None:
     """Training loss per step (and its running mean), validation loss and validation metrics."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     if train_log:
         steps = np.array([r["step"] for r in train_log])

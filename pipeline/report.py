@@ -23,11 +23,11 @@ def print_summary(summary: dict) -> None:
 
 def plot_summary(summary: dict, splits: dict, path) -> None:
     """Label counts per split and clip-duration histograms, saved as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    from .plots import pyplot
+
+    plt = pyplot()
 
     labels = summary["labels"]
     fig, (counts, durations) = plt.subplots(1, 2, figsize=(12, 4))

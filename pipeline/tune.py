@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 from .config import Config
 from .errors import ConfigError, SerError
-from .plots import _pyplot
+from .plots import pyplot
 
 STUDY_NAME = "ser-tune"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -147,7 +147,7 @@ def write_trials_csv(study: optuna.Study, path: Path) -> None:
 
 def plot_history(study: optuna.Study, path: Path) -> None:
     """Validation UAR per trial (pruned trials at their last report, marked x) and the running best."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
     pruned = [t for t in study.trials if t.state == TrialState.PRUNED and t.intermediate_values]
