@@ -10,7 +10,7 @@ CONFIG ?= configs/default.yaml
 export HF_HUB_OFFLINE ?= 1
 export BENTOML_DO_NOT_TRACK := True
 
-.PHONY: run test install corpus data model export serve retrain clean bench-deps bench-prepare
+.PHONY: run test install corpus data model export serve retrain clean bench-deps bench-prepare bench-train
 .DELETE_ON_ERROR:
 
 install: $(VENV)/.installed
@@ -61,6 +61,9 @@ bench-deps: $(VENV)/.installed
 
 bench-prepare: bench-deps
 	$(BIN)/python scripts/bench_prepare.py
+
+bench-train: bench-deps
+	$(BIN)/python scripts/bench_train.py
 
 clean:
 	rm -rf runs
