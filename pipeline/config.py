@@ -56,7 +56,7 @@ class TrainConfig:
     trainer: str = "accelerate"  # accelerate (our loop) | hf (transformers.Trainer)
     epochs: int = 20
     batch_size: int = 16
-    learning_rate: float = 1e-3  # the backbone's
+    learning_rate: float = 2e-3  # the backbone's
     head_learning_rate: float | None = None  # defaults to learning_rate
     weight_decay: float = 0.01
     scheduler: str = "linear"  # linear | cosine | constant, after the warm-up
