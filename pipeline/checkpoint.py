@@ -73,21 +73,18 @@ def set_rng_state(state: dict[str, torch.Tensor]) -> None:
 def save_training_state(
     target: Path,
     *,
-    model_state: dict[str, torch.Tensor] | None,
-    states: dict[str, dict] | None,
-    rng: dict[str, dict[str, torch.Tensor]],
-    trainer_state: dict | None,
+    model_state: dict[str, torch.Tensor] | None = None,
+    states: dict[str, dict] | None = None,
+    trainer_state: dict | None = None,
 ) -> None:
-    """One process's part of a full checkpoint. The main process passes the model weights, the
-    optimizer/scheduler states and the JSON trainer state; every process passes its RNG state."""
+    """One process's part of a full checkpoint: every process saves its RNG state (in `states`), the
+    main process the model weights, the optimizer/scheduler states and, last, the JSON trainer state."""
     target.mkdir(parents=True, exist_ok=True)
     if model_state is not None:
         save_file(
             {k: v.detach().cpu().contiguous() for k, v in model_state.items()}, target / "model.safetensors"
         )
     for name, state in (states or {}).items():
-        torch.save(state, target / f"{name}.pt")
-    for name, state in rng.items():
         torch.save(state, target / f"{name}.pt")
     if trainer_state is not None:
         (target / STATE_FILE).write_text(json.dumps(trainer_state, indent=1))

@@ -56,21 +56,14 @@ def _prepare(args) -> None:
 
 
 def _train(args) -> None:
-    from .config import load_config
     from .train import train
 
-    overrides = list(args.overrides)
-    if args.data:
-        overrides.append(f"data.path={args.data}")
-    if args.output_dir:
-        overrides.append(f"train.output_dir={args.output_dir}")
-    if args.backbone:
-        overrides.append(f"model.backbone={args.backbone}")
+    overrides = []
     if args.trainer:
         overrides.append("train.trainer=hf")
     if args.sanity:
         overrides.append("train.sanity_report=true")
-    cfg = load_config(args.config, overrides)
+    cfg = _run_config(args, overrides)
     if args.overfit_batches:
         from .sanity import overfit_batches
 
@@ -86,6 +79,31 @@ def _train(args) -> None:
             print(f"{key}: {stats['mean']:.3f} ± {stats['std']:.3f} over {len(stats['folds'])} folds")
         print(f"per-fold runs and cv_metrics.json in {cfg.train.output_dir}")
         return
+    _print_result(results, cfg)
+
+
+def _probe(args) -> None:
+    from .probe import train_probe
+
+    cfg = _run_config(args)
+    _print_result(train_probe(cfg, fold=cfg.data.fold or 0), cfg)
+
+
+def _run_config(args, extra: list[str] = ()):
+    """--config, then the flags that name config keys (and `extra`), then `section.key=value` overrides."""
+    from .config import load_config
+
+    flags = {
+        "data.path": "data",
+        "train.output_dir": "output_dir",
+        "model.backbone": "backbone",
+        "train.epochs": "epochs",
+    }
+    overrides = [f"{key}={getattr(args, name)}" for key, name in flags.items() if getattr(args, name, None)]
+    return load_config(args.config, [*overrides, *extra, *args.overrides])
+
+
+def _print_result(results: dict, cfg) -> None:
     test = results.get("test")
     if test:
         print(
@@ -94,39 +112,10 @@ def _train(args) -> None:
     print(f"best checkpoint: {Path(cfg.train.output_dir) / 'best'}")
 
 
-def _probe(args) -> None:
-    from .config import load_config
-    from .probe import train_probe
-
-    overrides = list(args.overrides)
-    flags = {"data.path": args.data, "train.output_dir": args.output_dir, "model.backbone": args.backbone}
-    overrides += [f"{key}={value}" for key, value in flags.items() if value]
-    cfg = load_config(args.config, overrides)
-    test = train_probe(cfg, fold=cfg.data.fold or 0).get("test")
-    if test:
-        print(
-            f"test: accuracy {test['accuracy']:.3f} · UAR {test['uar']:.3f} · macro-F1 {test['macro_f1']:.3f}"
-        )
-    print(f"best checkpoint: {Path(cfg.train.output_dir) / 'best'}")
-
-
-def _search_config(args):
-    """The run configuration of `ser tune` / `ser lr-find`: --config, the flags, then the overrides."""
-    from .config import load_config
-
-    flags = {
-        "data.path": args.data,
-        "model.backbone": args.backbone,
-        "train.epochs": getattr(args, "epochs", None),
-    }
-    overrides = [f"{key}={value}" for key, value in flags.items() if value is not None]
-    return load_config(args.config, overrides + list(args.overrides))
-
-
 def _tune(args) -> None:
     from .tune import tune
 
-    result = tune(_search_config(args), args.trials, Path(args.output_dir))
+    result = tune(_run_config(args), args.trials, Path(args.output_dir))
     params = ", ".join(
         f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
         for key, value in result["best_params"].items()
@@ -138,7 +127,7 @@ def _tune(args) -> None:
 def _lr_find(args) -> None:
     from .lr_find import lr_find
 
-    result = lr_find(_search_config(args), args.output_dir, steps=args.steps)
+    result = lr_find(_run_config(args), args.output_dir, steps=args.steps)
     print(f"min-loss learning rate / 10: {result['min_loss_lr_over_10']:.2e}")
     print(f"plot and curve: {Path(args.output_dir) / 'lr_find.png'}, lr_find.json")
     lr = f"{result['suggestion']:.2e}"

@@ -22,7 +22,6 @@ from tqdm.auto import tqdm
 
 from .batching import LengthGroupedBatches, make_loader
 from .checkpoint import (
-    STATE_FILE,
     checkpoint_dirs,
     load_training_state,
     prune_checkpoints,
@@ -31,6 +30,7 @@ from .checkpoint import (
     save_training_state,
     set_rng_state,
     step_dir,
+    trainer_state,
     write_file_atomic,
 )
 from .config import Config
@@ -115,13 +115,7 @@ def _save_training_state(accelerator, model, optimizer, scheduler, state: TrainS
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    save_training_state(
-        tmp,
-        model_state=None,
-        states=None,
-        rng={f"rng_{accelerator.process_index}": rng_state()},
-        trainer_state=None,
-    )
+    save_training_state(tmp, states={f"rng_{accelerator.process_index}": rng_state()})
     model_state = accelerator.get_state_dict(model)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
@@ -132,7 +126,6 @@ def _save_training_state(accelerator, model, optimizer, scheduler, state: TrainS
             tmp,
             model_state=model_state,
             states=states,
-            rng={},
             trainer_state={"state": asdict(state), "config": cfg.to_dict()},
         )
         shutil.rmtree(target, ignore_errors=True)
@@ -148,7 +141,7 @@ def _resume(accelerator, model, optimizer, scheduler, cfg: Config) -> TrainState
         accelerator.print(f"nothing to resume in {cfg.train.output_dir}: starting from the beginning")
         return TrainState()
     latest = found[-1]
-    saved = json.loads((latest / STATE_FILE).read_text())
+    saved = trainer_state(latest)
     for section in ("data", "model"):
         if saved["config"][section] != cfg.to_dict()[section]:
             raise ConfigError(f"cannot resume {latest}: its {section} configuration differs from this run's")
