@@ -9,8 +9,9 @@ PORT   ?= 3000
 CONFIG ?= configs/default.yaml
 export HF_HUB_OFFLINE ?= 1
 export BENTOML_DO_NOT_TRACK := True
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test install corpus data model export serve retrain clean bench-deps bench-prepare bench-train
+.PHONY: run test chromium install corpus data model export serve retrain clean bench-deps bench-prepare bench-train
 .DELETE_ON_ERROR:
 
 install: $(VENV)/.installed
@@ -50,11 +51,14 @@ retrain:
 	rm -rf $(DEMO)/model
 	$(MAKE) run
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed chromium
 	$(BIN)/python -m pytest -q
 
+# The browser test drives Debian's Chromium (Playwright's own browser download is not used).
+chromium:
+	command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium)
+
 # Benchmarks: the baseline recipes need FFmpeg (Debian package) and torchcodec.
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 bench-deps: $(VENV)/.installed
 	command -v ffmpeg >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq ffmpeg)
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[dev,bench]"

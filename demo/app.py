@@ -1,43 +1,86 @@
-"""Gradio demo: record or upload a clip, see the emotion probabilities."""
+"""Gradio demo: record or upload a clip, see the emotion probabilities and, for longer clips, the
+emotion over time."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
+import pandas as pd
 
 from pipeline.errors import AudioError
-from pipeline.inference import Prediction
+from pipeline.synth import write_examples
+from pipeline.timeline import Options
+
+TIMELINE_MIN_S = 4.0  # clips at least this long also get a plot of emotion over time
+TIMELINE = Options(window_s=2.0, hop_s=0.5)
+
+Classify = Callable[[str, Options], dict[str, Any]]
 
 
-def build_demo(
-    predict: Callable[[str], Prediction],
-    labels: list[str],
-    model_name: str,
-) -> gr.Blocks:
-    """A Blocks app around `predict(path)`, which decodes, downmixes and resamples on the server.
+def example_clips() -> list[str]:
+    """Synthetic example clips (one per emotion, and a longer one that changes emotion), written
+    once per machine into the temporary directory."""
+    return [str(p) for p in write_examples(Path(tempfile.gettempdir()) / "ser-demo-examples")]
 
-    `predict` raises AudioError for bad input; the upload limit (`max_file_size`) is set where the
-    app is mounted or launched (the service mounts it at /ui).
+
+def timeline_frame(answer: dict[str, Any]) -> pd.DataFrame:
+    """One row per (window centre, emotion) with its probability, for the line plot."""
+    return pd.DataFrame(
+        [
+            {"time (s)": (s["start"] + s["end"]) / 2, "emotion": label, "probability": p}
+            for s in answer["segments"]
+            for label, p in s["scores"].items()
+        ]
+    )
+
+
+def build_demo(classify: Classify, labels: list[str], model_name: str, examples: list[str] = ()) -> gr.Blocks:
+    """A Blocks app around `classify(path, options)`, which returns the REST API's answer (the
+    service's own method when mounted at /ui, an HTTP call with `python -m demo --api URL`).
+
+    `classify` raises AudioError for bad input; the upload limit (`max_file_size`) is set where the
+    app is mounted or launched.
     """
 
-    def classify(path: str | None) -> dict[str, float]:
+    def run(path: str | None) -> tuple[dict[str, float], Any]:
         if not path:
             raise gr.Error("Record or upload a clip first.")
         try:
-            return predict(path).scores
+            answer = classify(path, Options())
+            if answer["duration_s"] < TIMELINE_MIN_S:
+                return answer["scores"], gr.LinePlot(visible=False)
+            frame = timeline_frame(classify(path, TIMELINE))
+            return answer["scores"], gr.LinePlot(value=frame, visible=True)
         except AudioError as err:  # name the file, not Gradio's temporary path
             raise gr.Error(str(err).replace(path, Path(path).name)) from err
 
     with gr.Blocks(title="Speech emotion recognition") as demo:
         gr.Markdown(
-            f"# Speech emotion recognition\nModel **{model_name}**, classes: {', '.join(labels)}.\n\n"
-            "Upload a clip (WAV, FLAC, OGG, MP3; any sample rate) or record one with the microphone."
+            f"# Speech emotion recognition\nModel **{model_name}** · classes: {', '.join(labels)}\n\n"
+            "Upload a clip (WAV, FLAC, OGG, MP3; any sample rate) or record one with the microphone. "
+            f"Clips of {TIMELINE_MIN_S:g} s or more also get the emotion over time "
+            f"({TIMELINE.window_s:g} s windows every {TIMELINE.hop_s:g} s)."
         )
         with gr.Row():
-            audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech")
+            with gr.Column():
+                audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech")
+                button = gr.Button("Classify", variant="primary")
             scores = gr.Label(num_top_classes=len(labels), label="Emotion")
-        button = gr.Button("Classify", variant="primary")
-        button.click(classify, inputs=audio, outputs=scores, api_name="classify")
+        plot = gr.LinePlot(
+            x="time (s)",
+            y="probability",
+            color="emotion",
+            y_lim=[0, 1],
+            label="Emotion over time",
+            visible=False,
+        )
+        if examples:
+            gr.Examples(
+                examples=[[e] for e in examples], inputs=audio, label="Example clips (synthetic speech)"
+            )
+        button.click(run, inputs=audio, outputs=[scores, plot], api_name="classify")
     return demo

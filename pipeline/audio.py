@@ -44,6 +44,24 @@ def to_mono(data: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(data, dtype=np.float32)
 
 
+MIN_SAMPLING_RATE, MAX_SAMPLING_RATE = 1_000, 384_000
+
+
+def _duration_check(name: str, frames: int, sr: int, max_seconds: float | None) -> None:
+    if frames == 0:
+        raise AudioError(f"{name}: audio has no samples")
+    if max_seconds is not None and frames > max_seconds * sr:
+        raise AudioError(
+            f"{name}: audio is {frames / sr:.1f} s long, the limit is {max_seconds:g} s", status=422
+        )
+
+
+def _to_model_input(name: str, data: np.ndarray, sr: int, target_sr: int) -> np.ndarray:
+    if not np.isfinite(data).all():
+        raise AudioError(f"{name}: audio contains NaN or infinite samples")
+    return resample(to_mono(data), sr, target_sr)
+
+
 def load_audio(
     source: str | Path | bytes,
     target_sr: int = TARGET_SAMPLING_RATE,
@@ -51,7 +69,8 @@ def load_audio(
 ) -> np.ndarray:
     """Decode a file path or raw bytes into mono float32 at `target_sr`.
 
-    Raises AudioError (status 400 for undecodable input, 422 for too long or silent-empty).
+    Raises AudioError: status 400 for undecodable, empty or non-finite input, 422 for a clip over
+    `max_seconds` (checked from the header, before decoding).
     """
     if isinstance(source, (bytes, bytearray)):
         if not source:
@@ -66,24 +85,39 @@ def load_audio(
     try:
         with sf.SoundFile(handle) as f:
             sr = f.samplerate
-            if f.frames == 0:
-                raise AudioError(f"{name}: audio has no samples", status=422)
-            if max_seconds is not None and f.frames > max_seconds * sr:
-                raise AudioError(
-                    f"{name}: audio is {f.frames / sr:.1f} s long, the limit is {max_seconds:g} s",
-                    status=422,
-                )
+            _duration_check(name, f.frames, sr, max_seconds)
             data = f.read(dtype="float32", always_2d=True)
     except AudioError:
         raise
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as err:
         detail = getattr(err, "error_string", None) or err  # libsndfile's message, without the handle
         raise AudioError(f"{name}: not a readable audio file ({detail})") from err
-    if data.size == 0:
-        raise AudioError(f"{name}: audio has no samples", status=422)
-    if not np.isfinite(data).all():
-        raise AudioError(f"{name}: audio contains NaN or infinite samples", status=422)
-    return resample(to_mono(data), sr, target_sr)
+    _duration_check(name, len(data), sr, None)
+    return _to_model_input(name, data, sr, target_sr)
+
+
+def load_samples(
+    samples: np.ndarray,
+    sampling_rate: int,
+    target_sr: int = TARGET_SAMPLING_RATE,
+    max_seconds: float | None = None,
+) -> np.ndarray:
+    """Validate in-memory samples, (frames,) or (frames, channels), into mono float32 at `target_sr`.
+
+    Raises AudioError like `load_audio`; a sampling rate outside 1 kHz-384 kHz is 422.
+    """
+    if not MIN_SAMPLING_RATE <= sampling_rate <= MAX_SAMPLING_RATE:
+        raise AudioError(
+            f"sampling_rate {sampling_rate} is outside {MIN_SAMPLING_RATE}-{MAX_SAMPLING_RATE} Hz", status=422
+        )
+    try:
+        data = np.asarray(samples, dtype=np.float32)
+    except (ValueError, TypeError) as err:
+        raise AudioError("samples must be numbers, or frames with the same number of channels") from err
+    if data.ndim not in (1, 2):
+        raise AudioError(f"samples must be a list of numbers or of frames, got {data.ndim} dimensions")
+    _duration_check("samples", len(data) if data.size else 0, sampling_rate, max_seconds)
+    return _to_model_input("samples", data, sampling_rate, target_sr)
 
 
 def save_wav(path: str | Path, wave: np.ndarray, sampling_rate: int) -> None:

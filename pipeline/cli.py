@@ -153,9 +153,18 @@ def _predict(args) -> None:
     missing = [f for f in args.files if not Path(f).is_file()]
     if missing:
         raise SerError(f"file not found: {missing[0]}")
+    from .audio import load_audio
+    from .timeline import Options, classify_wave
+
+    options = Options(args.top_k, args.window_s, args.hop_s)
     predictor = Predictor.from_pretrained(args.checkpoint)
+    options.check(len(predictor.labels))
     for path in args.files:
-        print(json.dumps({"file": path, **predictor.predict_source(path).to_dict()}), flush=True)
+        wave = load_audio(path, predictor.sampling_rate)
+        answer = classify_wave(
+            wave, predictor.sampling_rate, predictor.labels, predictor.probabilities, options
+        )
+        print(json.dumps({"file": path, **answer}), flush=True)
 
 
 def _export(args) -> None:
@@ -255,8 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_evaluate)
 
-    p = sub.add_parser("predict", help="classify audio files (one JSON line each)")
+    p = sub.add_parser("predict", help="classify audio files (one JSON line each, as the REST API answers)")
     p.add_argument("--checkpoint", required=True)
+    p.add_argument("--top-k", type=int, help="only the k most probable labels, best first")
+    p.add_argument("--window-s", type=float, help="add a timeline of windows this long (seconds)")
+    p.add_argument("--hop-s", type=float, help="seconds between window starts (default: the window)")
     p.add_argument("files", nargs="+")
     p.set_defaults(func=_predict)
 

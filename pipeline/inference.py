@@ -19,6 +19,12 @@ class Prediction:
     score: float
     scores: dict[str, float]
 
+    @classmethod
+    def from_scores(cls, probabilities: np.ndarray, labels: list[str]) -> Prediction:
+        best = int(np.argmax(probabilities))
+        scores = {label: float(p) for label, p in zip(labels, probabilities)}
+        return cls(label=labels[best], score=float(probabilities[best]), scores=scores)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -46,27 +52,39 @@ class Predictor:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    def _forward_groups(self, waves: list[np.ndarray]) -> list[list[int]]:
+        """Indices of `waves` that may share one forward pass.
+
+        Models with an attention mask ignore padding: all clips go together. Group-norm encoders
+        (wav2vec2-base style) normalise over the whole padded length, so zero padding would change
+        a short clip's logits: only clips of exactly equal length share a pass there.
+        """
+        if self.pads_safely:
+            return [list(range(len(waves)))]
+        groups: dict[int, list[int]] = {}
+        for i, wave in enumerate(waves):
+            groups.setdefault(len(wave), []).append(i)
+        return list(groups.values())
+
     @torch.inference_mode()
     def logits(self, waves: list[np.ndarray]) -> torch.Tensor:
-        """Logits for a list of 1-D waveforms at `self.sampling_rate`."""
-        if not waves:
-            return torch.empty(0, len(self.labels))
-        if not self.pads_safely and len(waves) > 1:
-            return torch.cat([self.logits([w]) for w in waves])
-        inputs = self.feature_extractor(
-            waves, sampling_rate=self.sampling_rate, padding=True, return_tensors="pt"
-        )
-        inputs = {k: v.to(self.device) for k, v in inputs.items()}
-        return self.model(**inputs).logits.float().cpu()
+        """Logits for a list of 1-D waveforms at `self.sampling_rate`; a clip's logits do not
+        depend on what else is in the list."""
+        out = torch.empty(len(waves), len(self.labels))
+        for group in self._forward_groups(waves):
+            inputs = self.feature_extractor(
+                [waves[i] for i in group], sampling_rate=self.sampling_rate, padding=True, return_tensors="pt"
+            )
+            inputs = {k: v.to(self.device) for k, v in inputs.items()}
+            out[group] = self.model(**inputs).logits.float().cpu()
+        return out
+
+    def probabilities(self, waves: list[np.ndarray]) -> np.ndarray:
+        """(len(waves), len(self.labels)) class probabilities."""
+        return torch.softmax(self.logits(waves), dim=-1).numpy()
 
     def predict(self, waves: list[np.ndarray]) -> list[Prediction]:
-        probs = torch.softmax(self.logits(waves), dim=-1).numpy()
-        out = []
-        for row in probs:
-            best = int(row.argmax())
-            scores = {label: float(p) for label, p in zip(self.labels, row)}
-            out.append(Prediction(label=self.labels[best], score=float(row[best]), scores=scores))
-        return out
+        return [Prediction.from_scores(row, self.labels) for row in self.probabilities(waves)]
 
     def predict_source(self, source: str | Path | bytes, max_seconds: float | None = None) -> Prediction:
         """Decode a file path or bytes (any rate, any channels) and classify it."""

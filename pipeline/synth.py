@@ -186,3 +186,23 @@ def synthesize_corpus(
         writer.writeheader()
         writer.writerows(rows)
     return out
+
+
+def write_examples(out_dir: str | Path, seed: int = 0) -> list[Path]:
+    """Example clips for the demo: one per emotion by a test-split speaker of the default corpus,
+    then a longer clip whose emotion changes every few seconds (to show the timeline)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    speaker = make_speakers(2, seed)[1]
+    paths, story = [], []
+    for index, emotion in enumerate(EMOTIONS):
+        clips = [
+            synthesize_utterance(speaker, emotion, np.random.default_rng([seed, 1, index, 100 + k]))
+            for k in range(3)
+        ]
+        paths.append(out / f"{emotion}.wav")
+        save_wav(paths[-1], clips[0], SAMPLING_RATE)
+        story += clips
+    paths.append(out / ("story_" + "_".join(EMOTIONS) + ".wav"))
+    save_wav(paths[-1], np.concatenate(story), SAMPLING_RATE)
+    return paths

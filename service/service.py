@@ -1,47 +1,48 @@
-"""BentoML service: `POST /classify` (multipart field `audio`) and the Gradio demo at `/ui`.
+"""BentoML service: `POST /classify` (multipart), `POST /classify_array` (JSON), `POST /info`, and
+the Gradio demo at `/ui`, in one process on one port.
 
-Settings come from the environment: SER_MODEL_TAG (default ser-emotion:latest),
-SER_MAX_SECONDS (60, longer clips get 422) and SER_MAX_UPLOAD_MB (20, larger uploads get 413).
+Requests are decoded and validated here; the model runs in `EmotionModel`, which batches
+concurrent requests into one call. Settings come from the environment (`service/settings.py`).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import bentoml
 import gradio as gr
 import numpy as np
 from fastapi import FastAPI
+from pydantic import Field
 from starlette.requests import Request
 
-from demo.app import build_demo
-from pipeline.audio import load_audio
-from pipeline.errors import AudioError, ConfigError
-from pipeline.export import served_tag, stored_model
-from pipeline.inference import Prediction, Predictor
+from demo.app import build_demo, example_clips
+from pipeline.audio import TARGET_SAMPLING_RATE, load_audio, load_samples
+from pipeline.errors import AudioError
+from pipeline.export import stored_model
+from pipeline.timeline import Options, classify_wave
 from service.limits import UploadLimit
+from service.model_service import EmotionModel
+from service.settings import SETTINGS
 
-
-def _env_number(name: str, default: float) -> float:
-    value = os.environ.get(name, "")
-    try:
-        return float(value) if value else default
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {value!r}") from None
-
-
-MAX_SECONDS = _env_number("SER_MAX_SECONDS", 60)
-MAX_UPLOAD_BYTES = int(_env_number("SER_MAX_UPLOAD_MB", 20) * 2**20)
 # Resolved at import: the demo shows its tag and labels, and `bentoml build` checks it exists.
-MODEL = stored_model(served_tag())
+MODEL = stored_model(SETTINGS.model_tag)
+LABELS: list[str] = MODEL.info.metadata["labels"]
+
+TopK = Annotated[int | None, Field(description="answer only the k most probable labels, best first")]
+WindowS = Annotated[float | None, Field(description="add a timeline of windows this long (seconds)")]
+HopS = Annotated[float | None, Field(description="seconds between window starts (default: window_s)")]
 
 
 class AudioUpload(bentoml.IODescriptor):
-    """An audio file (WAV, FLAC, OGG, MP3) in the multipart field `audio`."""
+    """Multipart form: the audio file (WAV, FLAC, OGG, MP3) in `audio`; optional `top_k`,
+    `window_s`, `hop_s` fields."""
 
     audio: Path
+    top_k: TopK = None
+    window_s: WindowS = None
+    hop_s: HopS = None
 
     # Parsed here rather than by BentoML 1.4, whose multipart parser answers 500 to a text `audio`
     # field (it fetches it as a URL) and to an extra binary field (it parses it as JSON).
@@ -49,54 +50,107 @@ class AudioUpload(bentoml.IODescriptor):
     @classmethod
     async def from_http_request(cls, request: Request, serde: Any) -> AudioUpload:
         form = await request.form()
-        return cls.model_validate({"audio": form.get("audio")} if "audio" in form else {})
+        fields = {name: form[name] for name in cls.model_fields if form.get(name) not in (None, "")}
+        return cls.model_validate(fields)
 
 
-def _demo_predict(path: str) -> Prediction:
-    return bentoml.get_current_service().predict_file(path)
+def _error(ctx: bentoml.Context, err: AudioError) -> dict[str, Any]:
+    ctx.response.status_code = err.status
+    return {"error": str(err)}
 
 
 # Mounted the way that works with BentoML 1.4 + Gradio 6 (bentoml.gradio.mount_gradio_app 500s).
 ui = gr.mount_gradio_app(
     FastAPI(),
-    build_demo(_demo_predict, MODEL.info.metadata["labels"], str(MODEL.tag)),
+    build_demo(
+        lambda path, options: bentoml.get_current_service().classify_file(path, options),
+        LABELS,
+        str(MODEL.tag),
+        example_clips(),
+    ),
     path="",
-    max_file_size=MAX_UPLOAD_BYTES,
+    max_file_size=SETTINGS.max_upload_bytes,
 )
 
 
-@bentoml.service
+@bentoml.service(threads=32)
 @bentoml.asgi_app(ui, path="/ui")
 class EmotionClassifier:
     """Speech emotion recognition with the checkpoint registered as SER_MODEL_TAG."""
 
+    model = bentoml.depends(EmotionModel)
+
     def __init__(self) -> None:
         self.model_tag = str(MODEL.tag)
-        self.predictor = Predictor.from_pretrained(MODEL.path)
-        self.predictor.predict([np.zeros(self.predictor.sampling_rate, dtype=np.float32)])  # warm-up
+        self.warm = False
 
-    def predict_file(self, path: str) -> Prediction:
+    def __is_ready__(self) -> bool:
+        """Ready once a warm-up clip has gone through the model service."""
+        if not self.warm:
+            silence = np.zeros(TARGET_SAMPLING_RATE, dtype=np.float32)
+            self.warm = len(self.model.probabilities([silence])) == 1
+        return self.warm
+
+    def _probabilities(self, waves: list[np.ndarray]) -> np.ndarray:
+        return np.stack(self.model.probabilities(waves))
+
+    def classify_wave(self, wave: np.ndarray, options: Options) -> dict[str, Any]:
+        answer = classify_wave(wave, TARGET_SAMPLING_RATE, LABELS, self._probabilities, options)
+        return {**answer, "model": self.model_tag}
+
+    def classify_file(self, path: str | Path, options: Options) -> dict[str, Any]:
         """Decode (any format, rate, channels; bounded by SER_MAX_SECONDS) and classify."""
-        return self.predictor.predict_source(path, max_seconds=MAX_SECONDS)
+        return self.classify_wave(load_audio(path, max_seconds=SETTINGS.max_seconds), options)
 
     @bentoml.api(route="/classify", input_spec=AudioUpload)
-    def classify(self, audio: Path, ctx: bentoml.Context) -> dict[str, Any]:
+    def classify(
+        self,
+        audio: Path,
+        ctx: bentoml.Context,
+        top_k: TopK = None,
+        window_s: WindowS = None,
+        hop_s: HopS = None,
+    ) -> dict[str, Any]:
         """Classify an uploaded clip (WAV, FLAC, OGG or MP3, any sample rate, mono or stereo).
 
-        Returns label, score, scores (probability per label), duration_s and model; bad audio
-        gets a 4xx answer with a JSON body `{"error": "..."}`.
+        Returns label, score, scores (probability per label), duration_s and model, plus segments
+        (start, end, label, score, scores) when window_s is given; bad input gets a 4xx answer
+        with a JSON body `{"error": "..."}`.
         """
         try:
-            wave = load_audio(audio.read_bytes(), self.predictor.sampling_rate, max_seconds=MAX_SECONDS)
+            return self.classify_file(audio, Options(top_k, window_s, hop_s))
         except AudioError as err:
-            ctx.response.status_code = err.status
-            return {"error": str(err)}
-        prediction = self.predictor.predict([wave])[0]
+            return _error(ctx, err)
+
+    @bentoml.api(route="/classify_array")
+    def classify_array(
+        self,
+        samples: Annotated[list[float] | list[list[float]], Field(description="mono, or frames of channels")],
+        sampling_rate: Annotated[int, Field(description="samples per second, 1000-384000")],
+        ctx: bentoml.Context,
+        top_k: TopK = None,
+        window_s: WindowS = None,
+        hop_s: HopS = None,
+    ) -> dict[str, Any]:
+        """Classify audio already in memory: the same answer as /classify for the same samples."""
+        try:
+            wave = load_samples(samples, sampling_rate, max_seconds=SETTINGS.max_seconds)
+            return self.classify_wave(wave, Options(top_k, window_s, hop_s))
+        except AudioError as err:
+            return _error(ctx, err)
+
+    @bentoml.api(route="/info")
+    def info(self) -> dict[str, Any]:
+        """The served model, its labels and the request limits."""
         return {
-            **prediction.to_dict(),
-            "duration_s": round(len(wave) / self.predictor.sampling_rate, 3),
             "model": self.model_tag,
+            "labels": LABELS,
+            "sampling_rate": TARGET_SAMPLING_RATE,
+            "max_seconds": SETTINGS.max_seconds,
+            "max_upload_mb": SETTINGS.max_upload_bytes / 2**20,
         }
 
 
-EmotionClassifier.add_asgi_middleware(UploadLimit, max_bytes=MAX_UPLOAD_BYTES)
+EmotionClassifier.add_asgi_middleware(
+    UploadLimit, max_bytes=SETTINGS.max_upload_bytes, paths=("/classify", "/classify_array")
+)

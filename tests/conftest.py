@@ -59,3 +59,54 @@ def trained(prepared, tmp_path_factory) -> Path:
         *TINY_TRAIN,
     )
     return out
+
+
+# The served model: a tiny random wav2vec2-base style checkpoint (group-norm encoder, no attention
+# mask: the hard case for batching), registered once and served once for the whole session.
+SERVICE_LIMITS = {"SER_MAX_SECONDS": "20", "SER_MAX_UPLOAD_MB": "4"}
+
+
+@pytest.fixture(scope="session")
+def service_checkpoint(tmp_path_factory) -> Path:
+    import json
+
+    from helpers import make_tiny_checkpoint
+
+    run = tmp_path_factory.mktemp("service-run")
+    (run / "metrics.json").write_text(json.dumps({"test": {"accuracy": 0.5, "uar": 0.25, "note": None}}))
+    return make_tiny_checkpoint(run / "best", norm="group")
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory, service_checkpoint) -> tuple[Path, str]:
+    """(BENTOML_HOME, model tag) with the service checkpoint registered."""
+    from helpers import export_to_store
+
+    home = tmp_path_factory.mktemp("bentoml")
+    return home, export_to_store(service_checkpoint, home)
+
+
+@pytest.fixture(scope="session")
+def server(store) -> str:
+    """Base URL of the real BentoML server (REST API and demo) on a loopback port."""
+    from helpers import running_server
+
+    home, tag = store
+    with running_server(tag, home, env=SERVICE_LIMITS) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    from helpers import write_tone
+
+    d = tmp_path_factory.mktemp("clips")
+    seconds = float(SERVICE_LIMITS["SER_MAX_SECONDS"])
+    return {
+        "wav": write_tone(d / "mono16k.wav", seconds=1.5),
+        "flac": write_tone(d / "stereo44k.flac", sr=44_100, channels=2, f0=220),
+        "ogg": write_tone(d / "clip22k.ogg", sr=22_050, f0=140),
+        "mp3": write_tone(d / "clip44k.mp3", fmt="MP3", sr=44_100, f0=260),
+        "story": write_tone(d / "story.wav", seconds=9.3, f0=200),
+        "long": write_tone(d / "long.wav", seconds=seconds + 2),
+    }

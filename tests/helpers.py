@@ -20,8 +20,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 LABELS = ["angry", "happy", "neutral", "sad"]
 
 
-def make_tiny_checkpoint(directory: str | Path, labels: list[str] = LABELS, seed: int = 0) -> Path:
-    """Write a randomly initialised small wav2vec2 classifier as a `save_pretrained` directory."""
+def make_tiny_checkpoint(
+    directory: str | Path, labels: list[str] = LABELS, seed: int = 0, norm: str = "layer"
+) -> Path:
+    """Write a randomly initialised small wav2vec2 classifier as a `save_pretrained` directory.
+
+    `norm="group"` makes it wav2vec2-base style: a group-norm feature encoder run without an
+    attention mask, whose answers zero padding would change.
+    """
     import torch
 
     from pipeline.config import ModelConfig
@@ -30,8 +36,11 @@ def make_tiny_checkpoint(directory: str | Path, labels: list[str] = LABELS, seed
     directory = Path(directory)
     torch.manual_seed(seed)
     cfg = ModelConfig()
+    cfg.small = cfg.small | {"feat_extract_norm": norm}
     build_model(cfg, labels).save_pretrained(directory, safe_serialization=True)
-    build_feature_extractor(cfg).save_pretrained(directory)
+    extractor = build_feature_extractor(cfg)
+    extractor.return_attention_mask = norm == "layer"
+    extractor.save_pretrained(directory)
     return directory
 
 

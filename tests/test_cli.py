@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+import soundfile as sf
 from conftest import ser
+
+from pipeline.synth import write_examples
 
 
 @pytest.mark.parametrize(
@@ -25,3 +30,28 @@ def test_errors_are_one_line(tmp_path, args, message):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert message in lines[0]
+
+
+def test_predict_answers_like_the_rest_api_with_options(trained, corpus):
+    clip = next(corpus.glob("*/*.wav"))
+    story = write_examples(corpus.parent / "examples")[-1]
+    lines = ser(
+        "predict",
+        "--checkpoint",
+        str(trained / "best"),
+        "--top-k",
+        "2",
+        "--window-s",
+        "2",
+        "--hop-s",
+        "1",
+        str(clip),
+        str(story),
+    ).stdout.splitlines()
+    short, long = map(json.loads, lines)
+    assert len(short["segments"]) == 1 and list(short["scores"]) == list(short["segments"][0]["scores"])
+    assert len(long["scores"]) == 2 and long["label"] == next(iter(long["scores"]))
+    assert long["duration_s"] == round(sf.info(story).duration, 3)
+    assert len(long["segments"]) == int(long["duration_s"] - 2) + 2  # every second, and one ending at the end
+    bad = ser("predict", "--checkpoint", str(trained / "best"), "--top-k", "9", str(clip), check=False)
+    assert bad.returncode == 2 and bad.stderr.strip().endswith("top_k must be between 1 and 4, got 9")

@@ -50,8 +50,10 @@ def test_evaluate_json_matches_the_training_report(trained, prepared):
     assert np.sum(metrics["confusion_matrix"]) == reported["samples"]
 
 
-def test_pipeline_predict_and_rest_agree(trained, corpus, tmp_path):
-    """The stock transformers pipeline, `ser predict` and the REST API give the same top label."""
+def test_pipeline_predict_rest_and_demo_agree(trained, corpus, tmp_path):
+    """The stock transformers pipeline, `ser predict`, the REST API and the demo give the same
+    top label."""
+    from gradio_client import Client, handle_file
     from transformers import pipeline
 
     clips = sorted(corpus.glob("*/*.wav"))[::9][:4]
@@ -63,6 +65,7 @@ def test_pipeline_predict_and_rest_agree(trained, corpus, tmp_path):
     classifier = pipeline("audio-classification", model=str(trained / "best"), device="cpu")
     tag = export_to_store(trained / "best", tmp_path / "bentoml")
     with running_server(tag, tmp_path / "bentoml") as url:
+        demo = Client(f"{url}/ui/", verbose=False, download_files=str(tmp_path))
         for clip, line in zip(clips, cli):
             wave, sr = sf.read(clip, dtype="float32")
             stock = classifier({"raw": wave, "sampling_rate": sr}, top_k=None)
@@ -77,6 +80,8 @@ def test_pipeline_predict_and_rest_agree(trained, corpus, tmp_path):
             assert set(body) == CONTRACT and body["model"] == tag
             assert body["label"] == line["label"]
             assert abs(body["duration_s"] - len(wave) / sr) < 1e-3
+            shown, _ = demo.predict(handle_file(str(clip)), api_name="/classify")
+            assert shown["label"] == line["label"]
         bad = httpx.post(f"{url}/classify", files={"audio": ("x.wav", b"not audio", "audio/wav")}, timeout=60)
         assert 400 <= bad.status_code < 500 and "error" in bad.json()
         assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200

@@ -1,68 +1,54 @@
-"""The real BentoML server (REST /classify and the Gradio demo at /ui), started once per module."""
+"""The real BentoML server on a loopback port: both endpoints' contracts, the timeline, adaptive
+batching, health and metrics, and every class of bad input answered 4xx with JSON."""
 
 from __future__ import annotations
 
 import io
-import json
-from pathlib import Path
+import re
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import numpy as np
 import pytest
 import soundfile as sf
 import yaml
-from helpers import LABELS, export_to_store, make_tiny_checkpoint, running_server, tone, write_tone
+from conftest import SERVICE_LIMITS
+from helpers import LABELS, tone
 
 from pipeline.errors import SerError
 from pipeline.export import export_checkpoint
 
-MAX_SECONDS = 4
-MAX_UPLOAD_MB = 1
+MAX_SECONDS = float(SERVICE_LIMITS["SER_MAX_SECONDS"])
+MAX_UPLOAD_MB = float(SERVICE_LIMITS["SER_MAX_UPLOAD_MB"])
 CONTRACT = {"label": str, "score": float, "scores": dict, "duration_s": float, "model": str}
+SEGMENT = {"start": float, "end": float, "label": str, "score": float, "scores": dict}
 
 
-def wav_bytes() -> bytes:
+def wav_bytes(seconds: float = 1.0) -> bytes:
     buffer = io.BytesIO()
-    sf.write(buffer, tone(), 16_000, format="WAV")
+    sf.write(buffer, tone(seconds), 16_000, format="WAV")
     return buffer.getvalue()
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("run")
-    (run / "metrics.json").write_text(json.dumps({"test": {"accuracy": 0.5, "uar": 0.25, "note": None}}))
-    return make_tiny_checkpoint(run / "best")
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory, checkpoint) -> tuple[Path, str]:
-    home = tmp_path_factory.mktemp("bentoml")
-    return home, export_to_store(checkpoint, home)
-
-
-@pytest.fixture(scope="module")
-def server(store) -> str:
-    home, tag = store
-    env = {"SER_MAX_SECONDS": str(MAX_SECONDS), "SER_MAX_UPLOAD_MB": str(MAX_UPLOAD_MB)}
-    with running_server(tag, home, env=env) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("clips")
-    return {
-        "wav": write_tone(d / "mono16k.wav", seconds=1.5),
-        "flac": write_tone(d / "stereo44k.flac", sr=44_100, channels=2, f0=220),
-        "ogg": write_tone(d / "clip22k.ogg", sr=22_050, f0=140),
-        "mp3": write_tone(d / "clip44k.mp3", fmt="MP3", sr=44_100, f0=260),
-        "long": write_tone(d / "long.wav", seconds=MAX_SECONDS + 2),
-    }
-
-
-def post_audio(url: str, filename: str, content: bytes, field: str = "audio") -> httpx.Response:
+def post_audio(url: str, filename: str, content: bytes, field: str = "audio", **form) -> httpx.Response:
     return httpx.post(
-        f"{url}/classify", files={field: (filename, content, "application/octet-stream")}, timeout=60
+        f"{url}/classify",
+        files={field: (filename, content, "application/octet-stream")},
+        data={k: str(v) for k, v in form.items()},
+        timeout=60,
     )
+
+
+def post_array(url: str, samples, sampling_rate=16_000, **fields) -> httpx.Response:
+    body = {"samples": samples, "sampling_rate": sampling_rate, **fields}
+    return httpx.post(f"{url}/classify_array", json=body, timeout=60)
+
+
+def assert_contract(body: dict, keys: dict = CONTRACT) -> None:
+    assert set(body) >= set(keys)
+    for key, kind in keys.items():
+        assert isinstance(body[key], kind), key
+    assert body["label"] in LABELS and body["score"] == max(body["scores"].values())
 
 
 def assert_error(response: httpx.Response, status: int) -> str:
@@ -91,11 +77,9 @@ def test_wav_answers_the_contract(server, store, clips):
     assert response.status_code == 200, response.text
     body = response.json()
     assert set(body) == set(CONTRACT)
-    for key, kind in CONTRACT.items():
-        assert isinstance(body[key], kind), key
+    assert_contract(body)
     assert list(body["scores"]) == LABELS
     assert sum(body["scores"].values()) == pytest.approx(1.0, abs=1e-5)
-    assert body["label"] in LABELS and body["score"] == max(body["scores"].values())
     assert body["duration_s"] == pytest.approx(1.5, abs=0.01)
     assert body["model"] == store[1]
 
@@ -108,13 +92,93 @@ def test_other_formats_rates_and_stereo(server, clips, kind):
     assert response.json()["duration_s"] == pytest.approx(1.0, abs=0.05)
 
 
-def test_same_answer_as_the_predictor(server, checkpoint, clips):
+def test_same_answer_as_the_predictor(server, service_checkpoint, clips):
     from pipeline.inference import Predictor
 
-    local = Predictor.from_pretrained(checkpoint).predict_source(clips["flac"])
+    local = Predictor.from_pretrained(service_checkpoint).predict_source(clips["flac"])
     remote = post_audio(server, "clip.flac", clips["flac"].read_bytes()).json()
     assert remote["label"] == local.label
     assert remote["scores"] == pytest.approx(local.scores, abs=1e-4)
+
+
+def test_top_k_answers_the_best_labels_first(server, clips):
+    full = post_audio(server, "clip.wav", clips["wav"].read_bytes()).json()
+    body = post_audio(server, "clip.wav", clips["wav"].read_bytes(), top_k=2).json()
+    best = sorted(full["scores"].items(), key=lambda item: -item[1])[:2]
+    assert list(body["scores"]) == [label for label, _ in best]
+    assert list(body["scores"].values()) == pytest.approx([score for _, score in best])
+    assert body["label"] == best[0][0] == full["label"]
+
+
+def test_classify_array_answers_like_classify(server, clips):
+    samples, sr = sf.read(clips["flac"], dtype="float32")  # 44.1 kHz stereo: frames of channels
+    array = post_array(server, samples.tolist(), sr)
+    assert array.status_code == 200, array.text
+    assert_contract(array.json())
+    upload = post_audio(server, "clip.flac", clips["flac"].read_bytes()).json()
+    assert array.json()["label"] == upload["label"]
+    assert array.json()["scores"] == pytest.approx(upload["scores"], abs=1e-4)
+    mono = post_array(server, samples.mean(axis=1).tolist(), sr, top_k=1).json()
+    assert list(mono["scores"]) == [mono["label"]]
+
+
+def test_a_long_clip_gets_a_timeline_and_its_aggregate(server, clips):
+    body = post_audio(server, "story.wav", clips["story"].read_bytes(), window_s=2, hop_s=1).json()
+    assert_contract(body)
+    segments = body["segments"]
+    assert [s["start"] for s in segments] == [0, 1, 2, 3, 4, 5, 6, 7, 7.3]  # the last ends at the end
+    for segment in segments:
+        assert_contract(segment, SEGMENT)
+        assert segment["end"] - segment["start"] == pytest.approx(2.0)
+    assert segments[-1]["end"] == pytest.approx(body["duration_s"]) == pytest.approx(9.3)
+    mean = {label: np.mean([s["scores"][label] for s in segments]) for label in LABELS}
+    assert body["scores"] == pytest.approx(mean, abs=1e-6)
+    samples, sr = sf.read(clips["story"], dtype="float32")
+    array = post_array(server, samples.tolist(), sr, window_s=2, hop_s=1).json()
+    for ours, theirs in zip(array["segments"], segments, strict=True):
+        assert (ours["start"], ours["end"], ours["label"]) == (
+            theirs["start"],
+            theirs["end"],
+            theirs["label"],
+        )
+        assert ours["scores"] == pytest.approx(theirs["scores"], abs=1e-4)
+
+
+def _batch_histogram(url: str) -> tuple[float, float]:
+    """(model calls, calls that held a single request) from the Prometheus metrics."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    series = 'bentoml_service_adaptive_batch_size_{}{{{}method_name="probabilities"[^}}]*}} (\\S+)'
+    calls = sum(map(float, re.findall(series.format("count", ""), text)))
+    single = sum(map(float, re.findall(series.format("bucket", 'le="1.0",'), text)))
+    return calls, single
+
+
+def test_concurrent_requests_are_batched_without_changing_answers(server):
+    """Mixed-length clips sent at once share model calls, and each gets the answer it gets alone
+    (the model is group-norm: padding inside a batch would change it)."""
+    rng = np.random.default_rng(7)
+    waves = [(0.1 * rng.standard_normal(n)).tolist() for n in [8000, 16000, 24000, 12000, 16000, 8000] * 4]
+    alone = [post_array(server, w).json()["scores"] for w in waves]
+    calls_before, single_before = _batch_histogram(server)
+    with ThreadPoolExecutor(16) as pool:
+        together = [r.json()["scores"] for r in pool.map(lambda w: post_array(server, w), waves)]
+    calls, single = _batch_histogram(server)
+    assert calls - calls_before < len(waves), "every request had a model call of its own"
+    assert (calls - calls_before) - (single - single_before) >= 1, "no model call held more than one request"
+    for a, b in zip(alone, together):
+        assert b == pytest.approx(a, abs=1e-4)
+
+
+def test_health_metrics_and_openapi(server):
+    assert httpx.get(f"{server}/livez", timeout=10).status_code == 200
+    assert httpx.get(f"{server}/readyz", timeout=10).status_code == 200
+    metrics = httpx.get(f"{server}/metrics", timeout=10)
+    assert metrics.status_code == 200 and "bentoml_service_request_total" in metrics.text
+    spec = httpx.get(f"{server}/docs.json", timeout=10).json()
+    assert {"/classify", "/classify_array", "/info"} <= set(spec["paths"])
+    assert httpx.get(f"{server}/", timeout=10).status_code == 200  # the Swagger page
+    info = httpx.post(f"{server}/info", timeout=10).json()
+    assert info["labels"] == LABELS and info["max_seconds"] == MAX_SECONDS
 
 
 @pytest.mark.parametrize(
@@ -124,8 +188,9 @@ def test_same_answer_as_the_predictor(server, checkpoint, clips):
         ("empty.wav", b""),
         ("truncated.wav", wav_bytes()[:40]),
         ("garbage.wav", b"RIFF" + bytes(range(256)) * 8),
+        ("header-only.wav", wav_bytes()[:44]),
     ],
-    ids=["text-renamed-wav", "empty", "truncated-wav", "corrupt-wav"],
+    ids=["text-renamed-wav", "empty", "truncated-wav", "corrupt-wav", "no-samples"],
 )
 def test_bad_audio_is_400(server, filename, content):
     message = assert_error(post_audio(server, filename, content), 400)
@@ -142,14 +207,74 @@ def test_missing_or_non_file_audio_field_is_400(server):
     assert_error(httpx.post(f"{server}/classify"), 400)
 
 
+@pytest.mark.parametrize(
+    "form, status, fragment",
+    [
+        ({"top_k": 0}, 422, "top_k"),
+        ({"top_k": 9}, 422, "top_k"),
+        ({"top_k": "two"}, 400, "top_k"),
+        ({"window_s": 0.1}, 422, "window_s"),
+        ({"window_s": "nan"}, 422, "window_s"),
+        ({"hop_s": 1}, 422, "hop_s"),
+        ({"window_s": 1, "hop_s": 0.0001}, 422, "hop_s"),
+    ],
+)
+def test_bad_options_are_4xx(server, form, status, fragment):
+    response = post_audio(server, "clip.wav", wav_bytes(), **form)
+    assert fragment in assert_error(response, status) + response.text
+
+
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ({"samples": [], "sampling_rate": 16000}, 400),
+        ({"samples": [0.1, "NaN"], "sampling_rate": 16000}, 400),
+        ({"samples": [[0.1, 0.2], [0.3]], "sampling_rate": 16000}, 400),
+        ({"samples": ["loud"], "sampling_rate": 16000}, 400),
+        ({"samples": [[[0.1]]], "sampling_rate": 16000}, 400),
+        ({"samples": [0.1] * 100}, 400),
+        ({"sampling_rate": 16000}, 400),
+        ({"samples": [0.1] * 100, "sampling_rate": 5}, 422),
+        ({"samples": [0.1] * 100, "sampling_rate": "fast"}, 400),
+        ({"samples": [0.1] * 100, "sampling_rate": 16000}, 422),  # 6 ms: shorter than the model's field
+        ({"samples": [0.1] * 32000, "sampling_rate": 1000}, 422),  # 32 s: over the limit
+    ],
+    ids=[
+        "empty",
+        "nan",
+        "ragged",
+        "strings",
+        "3-d",
+        "no-rate",
+        "no-samples",
+        "rate-5",
+        "rate-text",
+        "6ms",
+        "32s",
+    ],
+)
+def test_bad_arrays_are_4xx(server, body, status):
+    assert_error(httpx.post(f"{server}/classify_array", json=body, timeout=60), status)
+
+
+def test_non_json_and_non_finite_arrays_are_400(server):
+    for content in (b"nonsense", b'{"samples": [0.1, NaN], "sampling_rate": 16000}', b'{"samples": [1e999]}'):
+        response = httpx.post(
+            f"{server}/classify_array", content=content, headers={"Content-Type": "application/json"}
+        )
+        assert_error(response, 400)
+
+
 def test_too_long_clip_is_422(server, clips):
     message = assert_error(post_audio(server, "long.wav", clips["long"].read_bytes()), 422)
-    assert f"limit is {MAX_SECONDS} s" in message
+    assert f"limit is {MAX_SECONDS:g} s" in message
 
 
-def test_too_big_upload_is_413(server):
-    content = b"RIFF" + bytes(MAX_UPLOAD_MB * 2**20 + 1024)
+def test_too_big_uploads_are_413(server):
+    limit = int(MAX_UPLOAD_MB * 2**20)
+    content = b"RIFF" + bytes(limit + 1024)
     assert "limit" in assert_error(post_audio(server, "big.wav", content), 413)
+    assert_error(post_array(server, [0.0] * (limit // 4)), 413)
 
     boundary = "ser-test-boundary"
     body = (
@@ -164,24 +289,6 @@ def test_too_big_upload_is_413(server):
         timeout=60,
     )
     assert_error(chunked, 413)
-
-
-def test_demo_page_is_served(server):
-    response = httpx.get(f"{server}/ui/", timeout=30)
-    assert response.status_code == 200
-    assert "text/html" in response.headers["content-type"]
-    assert "gradio" in response.text.lower()
-
-
-def test_demo_classifies_through_gradio(server, clips, tmp_path):
-    from gradio_client import Client, handle_file
-
-    client = Client(f"{server}/ui/", verbose=False, download_files=str(tmp_path))
-    result = client.predict(handle_file(str(clips["ogg"])), api_name="/classify")
-    assert result["label"] in LABELS
-    assert {c["label"] for c in result["confidences"]} == set(LABELS)
-    with pytest.raises(Exception, match="limit is"):
-        client.predict(handle_file(str(clips["long"])), api_name="/classify")
 
 
 def test_server_still_serves_after_bad_requests(server, clips):

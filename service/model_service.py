@@ -1,0 +1,33 @@
+"""The model behind the API: one batchable call that concurrent requests share (adaptive batching).
+
+Reached from the API service through `bentoml.depends`; it listens on a private Unix socket, not
+on the public port.
+"""
+
+from __future__ import annotations
+
+import bentoml
+import numpy as np
+
+from pipeline.export import stored_model
+from pipeline.inference import Predictor
+from service.settings import SETTINGS
+
+
+@bentoml.service(workers=1)
+class EmotionModel:
+    """Class probabilities for batches of 16 kHz mono waveforms."""
+
+    def __init__(self) -> None:
+        self.predictor = Predictor.from_pretrained(stored_model(SETTINGS.model_tag).path)
+        self.predictor.probabilities([np.zeros(self.predictor.sampling_rate, dtype=np.float32)])  # warm-up
+
+    @bentoml.api(
+        batchable=True,
+        max_batch_size=SETTINGS.max_batch_size,
+        max_latency_ms=SETTINGS.max_latency_ms,
+    )
+    def probabilities(self, waves: list[np.ndarray]) -> list[np.ndarray]:
+        """One row of class probabilities per waveform; a clip's row does not depend on the
+        others in its batch (see `Predictor.logits`)."""
+        return list(self.predictor.probabilities(waves))

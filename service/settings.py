@@ -1,0 +1,39 @@
+"""The service's settings, read once from the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from pipeline.errors import ConfigError
+from pipeline.export import served_tag
+
+
+def _env_number(name: str, default: float) -> float:
+    value = os.environ.get(name, "")
+    try:
+        return float(value) if value else default
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_tag: str  # SER_MODEL_TAG: the BentoML model store tag (default ser-emotion:latest)
+    max_seconds: float  # SER_MAX_SECONDS: longer clips get 422
+    max_upload_bytes: int  # SER_MAX_UPLOAD_MB: larger request bodies get 413
+    max_batch_size: int  # SER_MAX_BATCH_SIZE: clips per batched model call
+    max_latency_ms: int  # SER_MAX_LATENCY_MS: a queued clip waits at most this long before 503
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            model_tag=served_tag(),
+            max_seconds=_env_number("SER_MAX_SECONDS", 60.0),
+            max_upload_bytes=int(_env_number("SER_MAX_UPLOAD_MB", 20) * 2**20),
+            max_batch_size=int(_env_number("SER_MAX_BATCH_SIZE", 16)),
+            max_latency_ms=int(_env_number("SER_MAX_LATENCY_MS", 60_000)),
+        )
+
+
+SETTINGS = Settings.from_env()

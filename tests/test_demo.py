@@ -1,0 +1,132 @@
+"""The Gradio demo: mounted at /ui of the real server, driven by a real browser, and on its own
+against the REST API (`python -m demo --api URL`)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import REPO_ROOT
+from helpers import LABELS, free_port
+
+ARTIFACTS = Path(os.environ.get("SER_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts"))
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def rest_label(url: str, clip: Path) -> str:
+    response = httpx.post(f"{url}/classify", files={"audio": (clip.name, clip.read_bytes())}, timeout=60)
+    assert response.status_code == 200, response.text
+    return response.json()["label"]
+
+
+def test_demo_page_is_served(server):
+    response = httpx.get(f"{server}/ui/", timeout=30)
+    assert response.status_code == 200
+    assert "text/html" in response.headers["content-type"]
+    assert "gradio" in response.text.lower()
+
+
+def test_demo_classifies_through_gradio(server, clips, tmp_path):
+    from gradio_client import Client, handle_file
+
+    client = Client(f"{server}/ui/", verbose=False, download_files=str(tmp_path))
+    label, plot = client.predict(handle_file(str(clips["ogg"])), api_name="/classify")
+    assert label["label"] == rest_label(server, clips["ogg"])
+    assert {c["label"] for c in label["confidences"]} == set(LABELS)
+    label, plot = client.predict(handle_file(str(clips["story"])), api_name="/classify")
+    rows = plot["value"]["data"]
+    assert len(rows) == len(LABELS) * 16  # 2 s windows every 0.5 s over 9.3 s, each with every label
+    with pytest.raises(Exception, match="limit is"):
+        client.predict(handle_file(str(clips["long"])), api_name="/classify")
+
+
+def test_browser_uploads_a_clip_and_sees_the_prediction(server, clips):
+    """Headless Chromium on /ui: upload, classify, see the label, the probabilities and the plot."""
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(f"{server}/ui/")
+            expect(page.get_by_text("Speech emotion recognition").first).to_be_visible(timeout=30_000)
+            page.locator("input[type=file]").first.set_input_files(str(clips["story"]))
+            page.get_by_role("button", name="Classify").click()
+            label = page.locator("[data-testid=label-output-value]")
+            expect(label).to_have_text(rest_label(server, clips["story"]), timeout=60_000)
+            for name in LABELS:  # one probability row per class
+                expect(page.get_by_test_id(f"{name}-confidence-set")).to_be_visible()
+            expect(page.get_by_text("Emotion over time", exact=True)).to_be_visible()
+            expect(page.locator(".vega-embed").first).to_be_visible()  # the drawn plot
+            page.screenshot(path=str(ARTIFACTS / "demo.png"), full_page=True)
+        finally:
+            browser.close()
+    assert (ARTIFACTS / "demo.png").stat().st_size > 10_000
+
+
+@contextlib.contextmanager
+def standalone_demo(api: str):
+    port = free_port()
+    log = ARTIFACTS / f"demo-{port}.log"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "demo", "--api", api, "--port", str(port)],
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.25)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_standalone_demo_against_the_rest_api(server, clips, tmp_path):
+    from gradio_client import Client, handle_file
+
+    with standalone_demo(server) as url:
+        client = Client(url, verbose=False, download_files=str(tmp_path))
+        label, _ = client.predict(handle_file(str(clips["mp3"])), api_name="/classify")
+        assert label["label"] == rest_label(server, clips["mp3"])
+        with pytest.raises(Exception, match="limit is"):  # the API's error, shown by the demo
+            client.predict(handle_file(str(clips["long"])), api_name="/classify")
+
+
+def test_standalone_demo_without_an_api_exits_with_one_line():
+    done = subprocess.run(
+        [sys.executable, "-m", "demo", "--api", f"http://127.0.0.1:{free_port()}"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().startswith("python -m demo: error: cannot reach the REST API")
+    assert len(done.stderr.strip().splitlines()) == 1
