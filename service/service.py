@@ -33,6 +33,8 @@ LABELS: list[str] = MODEL.info.metadata["labels"]
 TopK = Annotated[int | None, Field(description="answer only the k most probable labels, best first")]
 WindowS = Annotated[float | None, Field(description="add a timeline of windows this long (seconds)")]
 HopS = Annotated[float | None, Field(description="seconds between window starts (default: window_s)")]
+Samples = Annotated[list[float] | list[list[float]], Field(description="mono, or frames of channels")]
+SamplingRate = Annotated[int, Field(description="samples per second, 1000-384000")]
 
 
 class AudioUpload(bentoml.IODescriptor):
@@ -52,6 +54,22 @@ class AudioUpload(bentoml.IODescriptor):
         form = await request.form()
         fields = {name: form[name] for name in cls.model_fields if form.get(name) not in (None, "")}
         return cls.model_validate(fields)
+
+
+class SamplesInput(bentoml.IODescriptor):
+    """JSON: `samples`, `sampling_rate`; optional `top_k`, `window_s`, `hop_s`."""
+
+    samples: Samples
+    sampling_rate: SamplingRate
+    top_k: TopK = None
+    window_s: WindowS = None
+    hop_s: HopS = None
+
+    # Always parsed as JSON: BentoML 1.4 would parse a multipart body with a binary part into a 500.
+
+    @classmethod
+    async def from_http_request(cls, request: Request, serde: Any) -> SamplesInput:
+        return cls.model_validate_json(await request.body() or b"{}")
 
 
 def _error(ctx: bentoml.Context, err: AudioError) -> dict[str, Any]:
@@ -122,11 +140,11 @@ class EmotionClassifier:
         except AudioError as err:
             return _error(ctx, err)
 
-    @bentoml.api(route="/classify_array")
+    @bentoml.api(route="/classify_array", input_spec=SamplesInput)
     def classify_array(
         self,
-        samples: Annotated[list[float] | list[list[float]], Field(description="mono, or frames of channels")],
-        sampling_rate: Annotated[int, Field(description="samples per second, 1000-384000")],
+        samples: Samples,
+        sampling_rate: SamplingRate,
         ctx: bentoml.Context,
         top_k: TopK = None,
         window_s: WindowS = None,

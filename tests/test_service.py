@@ -263,6 +263,8 @@ def test_non_json_and_non_finite_arrays_are_400(server):
             f"{server}/classify_array", content=content, headers={"Content-Type": "application/json"}
         )
         assert_error(response, 400)
+    multipart = httpx.post(f"{server}/classify_array", files={"audio": ("clip.wav", wav_bytes())}, timeout=60)
+    assert_error(multipart, 400)
 
 
 def test_too_long_clip_is_422(server, clips):
