@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from .config import QUANTIZATIONS
 from .corpora import READERS
 from .errors import SerError
 
@@ -137,7 +138,9 @@ def _lr_find(args) -> None:
 def _evaluate(args) -> None:
     from .train import evaluate_checkpoint
 
-    metrics = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, fold=args.fold)
+    metrics = evaluate_checkpoint(
+        args.checkpoint, args.data, split=args.split, fold=args.fold, quantize=args.quantize
+    )
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -157,7 +160,7 @@ def _predict(args) -> None:
     from .timeline import Options, classify_wave
 
     options = Options(args.top_k, args.window_s, args.hop_s)
-    predictor = Predictor.from_pretrained(args.checkpoint)
+    predictor = Predictor.from_pretrained(args.checkpoint, quantize=args.quantize)
     options.check(len(predictor.labels))
     for path in args.files:
         wave = load_audio(path, predictor.sampling_rate)
@@ -262,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--quantize", choices=QUANTIZATIONS, help="dynamic int8 linear layers (CPU)")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("predict", help="classify audio files (one JSON line each, as the REST API answers)")
@@ -269,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, help="only the k most probable labels, best first")
     p.add_argument("--window-s", type=float, help="add a timeline of windows this long (seconds)")
     p.add_argument("--hop-s", type=float, help="seconds between window starts (default: the window)")
+    p.add_argument("--quantize", choices=QUANTIZATIONS, help="dynamic int8 linear layers (CPU)")
     p.add_argument("files", nargs="+")
     p.set_defaults(func=_predict)
 

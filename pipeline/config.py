@@ -13,6 +13,8 @@ import yaml
 
 from .errors import ConfigError
 
+QUANTIZATIONS = ("int8",)  # inference-time options of `ser predict/evaluate` and the service
+
 
 @dataclass
 class DataConfig:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import torch
 from transformers import AutoFeatureExtractor
 
 from .audio import load_audio
+from .config import QUANTIZATIONS
+from .errors import ConfigError
 from .model import load_checkpoint, model_labels
 
 
@@ -29,6 +32,16 @@ class Prediction:
         return asdict(self)
 
 
+def quantized(model: torch.nn.Module, kind: str) -> torch.nn.Module:
+    """Dynamic quantization: linear-layer weights stored as int8, activations quantized per batch
+    at run time (the transformer's matrix products; the convolutional encoder stays fp32)."""
+    if kind not in QUANTIZATIONS:
+        raise ConfigError(f"unknown quantization {kind!r}; choose from {', '.join(QUANTIZATIONS)}")
+    with warnings.catch_warnings():  # torch.ao's deprecation notice points at torchao, not needed here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.ao.quantization.quantize_dynamic(model.eval(), {torch.nn.Linear}, dtype=torch.qint8)
+
+
 class Predictor:
     """A fine-tuned checkpoint directory, ready to classify waveforms."""
 
@@ -41,9 +54,14 @@ class Predictor:
         self.pads_safely = bool(getattr(feature_extractor, "return_attention_mask", False))
 
     @classmethod
-    def from_pretrained(cls, checkpoint: str | Path, device: str | None = None) -> Predictor:
+    def from_pretrained(
+        cls, checkpoint: str | Path, device: str | None = None, quantize: str | None = None
+    ) -> Predictor:
+        """Load `checkpoint`; `quantize="int8"` makes its linear layers dynamic int8 (CPU only)."""
         model = load_checkpoint(checkpoint)
         extractor = AutoFeatureExtractor.from_pretrained(checkpoint)
+        if quantize:
+            model = quantized(model, quantize)
         if device:
             model.to(device)
         return cls(model, extractor)

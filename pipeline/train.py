@@ -36,6 +36,7 @@ from .checkpoint import (
 from .config import Config
 from .errors import ConfigError, SerError
 from .features import fold_count, load_prepared
+from .inference import quantized
 from .metrics import classification_metrics
 from .model import build_feature_extractor, build_model, load_checkpoint, model_labels
 from .model_card import write_model_card
@@ -390,15 +391,22 @@ def train(cfg: Config, resume: bool = False, on_evaluate: OnEvaluate | None = No
 
 
 def evaluate_checkpoint(
-    checkpoint: str | Path, data_dir: str | Path, split: str = "test", fold: int = 0, batch_size: int = 16
+    checkpoint: str | Path,
+    data_dir: str | Path,
+    split: str = "test",
+    fold: int = 0,
+    batch_size: int = 16,
+    quantize: str | None = None,
 ) -> dict:
-    """Metrics of a saved checkpoint on one split (of one fold) of prepared data."""
+    """Metrics of a saved checkpoint (optionally quantized) on one split (of one fold) of prepared data."""
     from .emotion_metric import evaluate_predictions
 
     dataset, labels, extractor = load_prepared(data_dir, fold)
     if split not in dataset:
         raise SerError(f"no split {split!r} in {data_dir}; have {', '.join(dataset)}")
     model = load_checkpoint(checkpoint)
+    if quantize:
+        model = quantized(model, quantize)
     if model_labels(model) != labels:
         raise SerError(f"checkpoint labels {model_labels(model)} differ from the data's {labels}")
     cfg = Config()

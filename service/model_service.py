@@ -19,7 +19,9 @@ class EmotionModel:
     """Class probabilities for batches of 16 kHz mono waveforms."""
 
     def __init__(self) -> None:
-        self.predictor = Predictor.from_pretrained(stored_model(SETTINGS.model_tag).path)
+        self.predictor = Predictor.from_pretrained(
+            stored_model(SETTINGS.model_tag).path, quantize=SETTINGS.quantize
+        )
         self.predictor.probabilities([np.zeros(self.predictor.sampling_rate, dtype=np.float32)])  # warm-up
 
     @bentoml.api(

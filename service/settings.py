@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from pipeline.config import QUANTIZATIONS
 from pipeline.errors import ConfigError
 from pipeline.export import served_tag
 
@@ -17,6 +18,13 @@ def _env_number(name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {value!r}") from None
 
 
+def _env_choice(name: str, choices: tuple[str, ...]) -> str | None:
+    value = os.environ.get(name, "") or None
+    if value is not None and value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)} or empty, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     model_tag: str  # SER_MODEL_TAG: the BentoML model store tag (default ser-emotion:latest)
@@ -24,6 +32,7 @@ class Settings:
     max_upload_bytes: int  # SER_MAX_UPLOAD_MB: larger request bodies get 413
     max_batch_size: int  # SER_MAX_BATCH_SIZE: clips per batched model call
     max_latency_ms: int  # SER_MAX_LATENCY_MS: a queued clip waits at most this long before 503
+    quantize: str | None  # SER_QUANTIZE: "int8" for dynamic int8 linear layers; empty for fp32
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -33,6 +42,7 @@ class Settings:
             max_upload_bytes=int(_env_number("SER_MAX_UPLOAD_MB", 20) * 2**20),
             max_batch_size=int(_env_number("SER_MAX_BATCH_SIZE", 16)),
             max_latency_ms=int(_env_number("SER_MAX_LATENCY_MS", 60_000)),
+            quantize=_env_choice("SER_QUANTIZE", QUANTIZATIONS),
         )
 
 

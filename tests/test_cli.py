@@ -55,3 +55,13 @@ def test_predict_answers_like_the_rest_api_with_options(trained, corpus):
     assert len(long["segments"]) == int(long["duration_s"] - 2) + 2  # every second, and one ending at the end
     bad = ser("predict", "--checkpoint", str(trained / "best"), "--top-k", "9", str(clip), check=False)
     assert bad.returncode == 2 and bad.stderr.strip().endswith("top_k must be between 1 and 4, got 9")
+
+
+def test_evaluate_and_predict_quantized(trained, prepared, corpus):
+    args = ["--checkpoint", str(trained / "best")]
+    fp32 = json.loads(ser("evaluate", *args, "--data", str(prepared), "--json").stdout)
+    int8 = json.loads(ser("evaluate", *args, "--data", str(prepared), "--json", "--quantize", "int8").stdout)
+    assert int8["samples"] == fp32["samples"] and abs(int8["accuracy"] - fp32["accuracy"]) <= 0.25
+    clip = str(next(corpus.glob("*/*.wav")))
+    answer = json.loads(ser("predict", *args, "--quantize", "int8", clip).stdout)
+    assert abs(sum(answer["scores"].values()) - 1) < 1e-5

@@ -55,3 +55,19 @@ def test_batched_equals_single(norm, mask):
         assert not torch.allclose(model(**padded).logits[0], single[0], atol=1e-4)
     predictions = predictor.predict(waves)
     assert all(p.label in LABELS and abs(sum(p.scores.values()) - 1) < 1e-5 for p in predictions)
+
+
+def test_int8_quantization_keeps_the_answers_close(tmp_path):
+    """Dynamic int8: linear layers replaced, probabilities within a few hundredths of fp32."""
+    from helpers import make_tiny_checkpoint
+
+    checkpoint = make_tiny_checkpoint(tmp_path / "ckpt")
+    fp32 = Predictor.from_pretrained(checkpoint)
+    int8 = Predictor.from_pretrained(checkpoint, quantize="int8")
+    assert type(int8.model.classifier).__module__.startswith("torch.ao.nn.quantized")
+    assert not any(type(m) is torch.nn.Linear for m in int8.model.modules())
+    rng = np.random.default_rng(0)
+    waves = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (8000, 16000)]
+    assert np.abs(int8.probabilities(waves) - fp32.probabilities(waves)).max() < 0.02
+    with pytest.raises(ConfigError, match="unknown quantization"):
+        Predictor.from_pretrained(checkpoint, quantize="int4")
