@@ -1,16 +1,23 @@
-"""`ser serve`: runs the BentoML server (REST API and Gradio demo) in the foreground."""
+"""Running the BentoML server (REST API and Gradio demo): `ser serve` in the foreground, and in the
+background for tests and benchmarks."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from .export import served_tag, stored_model
 
 SERVICE = "service.service:EmotionClassifier"
+REPO_ROOT = Path(importlib.util.find_spec("service").origin).parent.parent  # the directory holding `service`
 
 
 def serve(port: int = 3000, host: str = "0.0.0.0") -> int:
@@ -20,8 +27,6 @@ def serve(port: int = 3000, host: str = "0.0.0.0") -> int:
     if it is not in the model store.
     """
     stored_model(served_tag())  # fail fast, in one line, before the server starts
-    spec = importlib.util.find_spec("service")
-    working_dir = Path(spec.origin).parent.parent  # the directory holding the `service` package
     command = [
         sys.executable,
         "-m",
@@ -33,7 +38,7 @@ def serve(port: int = 3000, host: str = "0.0.0.0") -> int:
         "--port",
         str(port),
         "--working-dir",
-        str(working_dir),
+        str(REPO_ROOT),
     ]
     shown = "localhost" if host in ("0.0.0.0", "::") else host
     print(f"REST API: POST http://{shown}:{port}/classify (multipart field 'audio')")
@@ -45,3 +50,91 @@ def serve(port: int = 3000, host: str = "0.0.0.0") -> int:
         return server.wait()
     except KeyboardInterrupt:  # the server got the Ctrl+C too: let it shut down cleanly
         return server.wait()
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def background_server(
+    command: list[str],
+    ready_url: str,
+    log_path: str | Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 120.0,
+) -> Iterator[None]:
+    """Run `command` (a server) in its own session until `ready_url` answers 200, yield, then stop it.
+
+    Its output goes to `log_path`; if it exits or `timeout` passes first, the error carries the log.
+    """
+    import httpx
+
+    log_path = Path(log_path)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}:\n{log_path.read_text()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"server not ready after {timeout:g} s:\n{log_path.read_text()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(ready_url, timeout=2).status_code == 200:
+                    break
+            time.sleep(0.25)
+        yield
+    finally:
+        proc.terminate()  # BentoML's arbiter stops its workers on SIGTERM
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # its own session: the server and its workers only
+            proc.wait()
+
+
+def export_to_store(checkpoint: str | Path, bentoml_home: str | Path) -> str:
+    """Register `checkpoint` in the model store at `bentoml_home`; return the tag.
+
+    Runs in a subprocess: BentoML fixes its store location the first time it is used in a process.
+    """
+    code = "import sys; from pipeline.export import export_checkpoint; print(export_checkpoint(sys.argv[1]))"
+    env = {**os.environ, "BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "True"}
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(checkpoint)], cwd=REPO_ROOT, env=env, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"export failed:\n{done.stderr}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+@contextlib.contextmanager
+def running_service(
+    tag: str, bentoml_home: str | Path, env: dict[str, str] | None = None, timeout: float = 120.0
+) -> Iterator[str]:
+    """The BentoML service for model `tag` of the store at `bentoml_home` on a free loopback port,
+    ready (warm-up done); yields its base URL. `env` adds variables (e.g. SER_MAX_SECONDS)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", "127.0.0.1", "--port", str(port)]
+    server_env = {
+        "BENTOML_HOME": str(bentoml_home),
+        "SER_MODEL_TAG": tag,
+        "BENTOML_DO_NOT_TRACK": "True",
+        "HF_HUB_OFFLINE": "1",
+        **(env or {}),
+    }
+    log_path = Path(bentoml_home) / f"server-{port}.log"
+    with background_server(command, f"{url}/readyz", log_path, server_env, timeout):
+        yield url

@@ -80,7 +80,7 @@ def service_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def store(tmp_path_factory, service_checkpoint) -> tuple[Path, str]:
     """(BENTOML_HOME, model tag) with the service checkpoint registered."""
-    from helpers import export_to_store
+    from pipeline.serving import export_to_store
 
     home = tmp_path_factory.mktemp("bentoml")
     return home, export_to_store(service_checkpoint, home)
@@ -89,10 +89,10 @@ def store(tmp_path_factory, service_checkpoint) -> tuple[Path, str]:
 @pytest.fixture(scope="session")
 def server(store) -> str:
     """Base URL of the real BentoML server (REST API and demo) on a loopback port."""
-    from helpers import running_server
+    from pipeline.serving import running_service
 
     home, tag = store
-    with running_server(tag, home, env=SERVICE_LIMITS) as url:
+    with running_service(tag, home, env=SERVICE_LIMITS) as url:
         yield url
 
 

@@ -7,13 +7,14 @@ import contextlib
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import REPO_ROOT
-from helpers import LABELS, free_port
+from helpers import LABELS
+
+from pipeline.serving import background_server, free_port
 
 ARTIFACTS = Path(os.environ.get("SER_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts"))
 CHROMIUM = "/usr/bin/chromium"
@@ -84,28 +85,10 @@ def test_browser_uploads_a_clip_and_sees_the_prediction(server, clips):
 @contextlib.contextmanager
 def standalone_demo(api: str):
     port = free_port()
-    log = ARTIFACTS / f"demo-{port}.log"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "demo", "--api", api, "--port", str(port)],
-            cwd=REPO_ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
-                    break
-            time.sleep(0.25)
+    command = [sys.executable, "-m", "demo", "--api", api, "--port", str(port)]
+    with background_server(command, f"http://127.0.0.1:{port}/", ARTIFACTS / f"demo-{port}.log", timeout=90):
         yield f"http://127.0.0.1:{port}/"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def test_standalone_demo_against_the_rest_api(server, clips, tmp_path):

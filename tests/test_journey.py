@@ -12,7 +12,8 @@ import httpx
 import numpy as np
 import soundfile as sf
 from conftest import REPO_ROOT, ser
-from helpers import export_to_store, running_server
+
+from pipeline.serving import export_to_store, running_service
 
 CONTRACT = {"label", "score", "scores", "duration_s", "model"}
 
@@ -64,7 +65,7 @@ def test_pipeline_predict_rest_and_demo_agree(trained, corpus, tmp_path):
 
     classifier = pipeline("audio-classification", model=str(trained / "best"), device="cpu")
     tag = export_to_store(trained / "best", tmp_path / "bentoml")
-    with running_server(tag, tmp_path / "bentoml") as url:
+    with running_service(tag, tmp_path / "bentoml") as url:
         demo = Client(f"{url}/ui/", verbose=False, download_files=str(tmp_path))
         for clip, line in zip(clips, cli):
             wave, sr = sf.read(clip, dtype="float32")

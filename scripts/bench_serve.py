@@ -1,0 +1,250 @@
+"""Benchmark serving: requests per second and latency percentiles of our BentoML service against the
+straightforward alternative, in one run, on loopback, with the same model and clips.
+
+- ours: `bentoml serve service.service:EmotionClassifier` (decoding in the API service, the model in
+  a separate service with adaptive batching), fp32 and, with --quantize, SER_QUANTIZE=int8;
+- alternative: `transformers.pipeline("audio-classification")` called per request behind a minimal
+  FastAPI app (`scripts/baseline_server.py`, uvicorn, FastAPI's thread pool).
+
+Models: `small` (the default small wav2vec2 of `ModelConfig`) and `base` (wav2vec2-base sized: the
+`Wav2Vec2Config()` defaults, 95 M parameters, group-norm encoder without attention mask, as
+facebook/wav2vec2-base), random weights (speed does not depend on them). Clips: 3-second synthetic
+speech, 16 kHz mono WAV. For each concurrency level, a bounded load generator sends a fixed number of
+requests, at most `concurrency` in flight, after two warm-up requests; only one server runs at a time.
+
+Serving overhead: our median single-request latency (concurrency 1) against the median raw model
+forward (feature extractor + `model(**inputs)`) on the same clip in this process, torch's default
+threads. Writes Markdown tables and a plot to --out.
+
+    .venv/bin/python scripts/bench_serve.py                       # both models, about 5 minutes on 2 cores
+    .venv/bin/python scripts/bench_serve.py --models small --requests 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import soundfile as sf
+import torch
+from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
+
+from pipeline.config import ModelConfig
+from pipeline.inference import Predictor
+from pipeline.model import build_feature_extractor, build_model
+from pipeline.serving import REPO_ROOT, background_server, export_to_store, free_port, running_service
+from pipeline.synth import SAMPLING_RATE, make_speakers, synthesize_utterance
+
+LABELS = ["angry", "happy", "neutral", "sad"]
+CLIP_SECONDS = 3.0
+
+
+@dataclass
+class Level:
+    server: str
+    concurrency: int
+    requests_per_s: float
+    latencies_ms: list[float]
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.latencies_ms, q))
+
+
+def make_checkpoint(kind: str, directory: Path) -> Path:
+    """The default small model, or a wav2vec2-base sized one, with random weights and 4 labels."""
+    torch.manual_seed(0)
+    if kind == "small":
+        build_model(ModelConfig(), LABELS).save_pretrained(directory, safe_serialization=True)
+        build_feature_extractor(ModelConfig()).save_pretrained(directory)
+        return directory
+    config = Wav2Vec2Config(
+        num_labels=len(LABELS),
+        id2label=dict(enumerate(LABELS)),
+        label2id={n: i for i, n in enumerate(LABELS)},
+    )
+    Wav2Vec2ForSequenceClassification(config).save_pretrained(directory, safe_serialization=True)
+    Wav2Vec2FeatureExtractor(return_attention_mask=False, do_normalize=True).save_pretrained(directory)
+    return directory
+
+
+def make_clips(n: int) -> list[bytes]:
+    """`n` WAV files of exactly 3 s of synthetic speech by different speakers and emotions."""
+    clips = []
+    for i, speaker in enumerate(make_speakers(n, seed=7)):
+        rng = np.random.default_rng([7, i])
+        emotion = LABELS[i % len(LABELS)]
+        wave = np.concatenate([synthesize_utterance(speaker, emotion, rng) for _ in range(4)])
+        buffer = io.BytesIO()
+        sf.write(buffer, wave[: int(CLIP_SECONDS * SAMPLING_RATE)], SAMPLING_RATE, format="WAV")
+        clips.append(buffer.getvalue())
+    return clips
+
+
+def raw_forward_ms(checkpoint: Path, clip: bytes, repeats: int = 7) -> float:
+    """Median time of the feature extractor and the model's forward on one clip, in this process."""
+    predictor = Predictor.from_pretrained(checkpoint)
+    wave, _ = sf.read(io.BytesIO(clip), dtype="float32")
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        with torch.inference_mode():
+            inputs = predictor.feature_extractor([wave], sampling_rate=SAMPLING_RATE, return_tensors="pt")
+            predictor.model(**inputs)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times[1:])
+
+
+async def load(url: str, clips: list[bytes], requests: int, concurrency: int) -> tuple[float, list[float]]:
+    """Send `requests` uploads with at most `concurrency` in flight; (requests/s, latencies in ms)."""
+    gate = asyncio.Semaphore(concurrency)
+    latencies = []
+
+    async def one(client: httpx.AsyncClient, i: int) -> None:
+        async with gate:
+            start = time.perf_counter()
+            response = await client.post(url, files={"audio": (f"clip{i}.wav", clips[i % len(clips)])})
+            latencies.append((time.perf_counter() - start) * 1000)
+            response.raise_for_status()
+
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+        for i in range(2):
+            await one(client, i)  # warm-up: connections and first-call costs
+        latencies.clear()
+        start = time.perf_counter()
+        await asyncio.gather(*(one(client, i) for i in range(requests)))
+        return requests / (time.perf_counter() - start), latencies
+
+
+def measure(server: str, url: str, clips: list[bytes], requests: int, levels: list[int]) -> list[Level]:
+    results = []
+    for concurrency in levels:
+        rps, latencies = asyncio.run(load(url, clips, requests, concurrency))
+        results.append(Level(server, concurrency, rps, latencies))
+        print(
+            f"  {server:<12} c={concurrency:<3} {rps:6.2f} req/s  p50 {np.percentile(latencies, 50):7.0f} ms",
+            flush=True,
+        )
+    return results
+
+
+def bench_model(kind: str, args, clips: list[bytes], tmp: Path) -> tuple[list[Level], float]:
+    checkpoint = make_checkpoint(kind, tmp / kind / "checkpoint")
+    raw = raw_forward_ms(checkpoint, clips[0])
+    print(f"{kind}: raw forward {raw:.0f} ms per 3-s clip", flush=True)
+    home = tmp / kind / "bentoml"
+    tag = export_to_store(checkpoint, home)
+    results = []
+    variants = [("ours", {})] + ([("ours int8", {"SER_QUANTIZE": "int8"})] if args.quantize else [])
+    for name, env in variants:
+        with running_service(tag, home, env=env, timeout=300) as url:
+            results += measure(name, f"{url}/classify", clips, args.requests, args.concurrency)
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "baseline_server:app",
+        "--app-dir",
+        str(REPO_ROOT / "scripts"),
+    ]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    with background_server(
+        command,
+        f"http://127.0.0.1:{port}/health",
+        tmp / kind / "baseline.log",
+        {"BASELINE_MODEL": str(checkpoint)},
+        300,
+    ):
+        results += measure(
+            "alternative", f"http://127.0.0.1:{port}/classify", clips, args.requests, args.concurrency
+        )
+    return results, raw
+
+
+def tables(by_model: dict[str, tuple[list[Level], float]]) -> list[str]:
+    lines = [
+        "| model | server | concurrency | requests/s | vs alternative | p50 ms | p95 ms | p99 ms "
+        "| p99 vs alternative |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for model, (levels, _) in by_model.items():
+        base = {lv.concurrency: lv for lv in levels if lv.server == "alternative"}
+        for lv in levels:
+            ref = base[lv.concurrency]
+            lines.append(
+                f"| {model} | {lv.server} | {lv.concurrency} | {lv.requests_per_s:.2f} | "
+                f"{lv.requests_per_s / ref.requests_per_s:.2f}x | {lv.percentile(50):.0f} | "
+                f"{lv.percentile(95):.0f} | {lv.percentile(99):.0f} | "
+                f"{lv.percentile(99) / ref.percentile(99):.2f}x |"
+            )
+    lines += [
+        "",
+        "| model | raw forward ms (3-s clip) | ours p50 ms, concurrency 1 | overhead |",
+        "|---|---:|---:|---:|",
+    ]
+    for model, (levels, raw) in by_model.items():
+        ours = next(lv for lv in levels if lv.server == "ours" and lv.concurrency == 1)
+        lines.append(
+            f"| {model} | {raw:.0f} | {ours.percentile(50):.0f} | {ours.percentile(50) / raw - 1:+.0%} |"
+        )
+    return lines
+
+
+def plot(by_model: dict[str, tuple[list[Level], float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(by_model), figsize=(5.5 * len(by_model), 4), squeeze=False)
+    for ax, (model, (levels, _)) in zip(axes[0], by_model.items()):
+        for server in dict.fromkeys(lv.server for lv in levels):
+            points = [lv for lv in levels if lv.server == server]
+            ax.plot(
+                [p.concurrency for p in points], [p.requests_per_s for p in points], marker="o", label=server
+            )
+        ax.set(
+            title=f"{model} model, 3-s clips",
+            xlabel="concurrent requests",
+            ylabel="requests / s",
+            xscale="log",
+        )
+        ax.set_xticks([lv.concurrency for lv in levels if lv.server == "ours"], labels=None)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="small,base")
+    parser.add_argument("--requests", type=int, default=32, help="requests per concurrency level")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--clips", type=int, default=8)
+    parser.add_argument("--no-quantize", dest="quantize", action="store_false", help="skip the int8 variant")
+    parser.add_argument("--out", default=str(REPO_ROOT / "runs" / "bench"))
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    clips = make_clips(args.clips)
+    with tempfile.TemporaryDirectory() as tmp:
+        by_model = {kind: bench_model(kind, args, clips, Path(tmp)) for kind in args.models.split(",")}
+    lines = tables(by_model)
+    print("\n".join(lines))
+    (out / "serve.md").write_text("\n".join(lines) + "\n")
+    plot(by_model, out / "serve.png")
+    print(f"wrote {out / 'serve.md'} and {out / 'serve.png'}")
+
+
+if __name__ == "__main__":
+    main()
