@@ -113,7 +113,8 @@ async def load(url: str, clips: list[bytes], requests: int, concurrency: int) ->
             start = time.perf_counter()
             response = await client.post(url, files={"audio": (f"clip{i}.wav", clips[i % len(clips)])})
             latencies.append((time.perf_counter() - start) * 1000)
-            response.raise_for_status()
+            if response.status_code != 200:
+                raise RuntimeError(f"{url} answered {response.status_code}: {response.text[:300]}")
 
     limits = httpx.Limits(max_connections=concurrency)
     async with httpx.AsyncClient(timeout=600, limits=limits) as client:

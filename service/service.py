@@ -7,9 +7,11 @@ concurrent requests into one call. Settings come from the environment (`service/
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated, Any
 
+import aiohttp
 import bentoml
 import gradio as gr
 import numpy as np
@@ -29,6 +31,8 @@ from service.settings import SETTINGS
 # Resolved at import: the demo shows its tag and labels, and `bentoml build` checks it exists.
 MODEL = stored_model(SETTINGS.model_tag)
 LABELS: list[str] = MODEL.info.metadata["labels"]
+MODEL_CALL_ATTEMPTS = 3
+LOG = logging.getLogger("bentoml.service.ser")
 
 TopK = Annotated[int | None, Field(description="answer only the k most probable labels, best first")]
 WindowS = Annotated[float | None, Field(description="add a timeline of windows this long (seconds)")]
@@ -110,7 +114,16 @@ class EmotionClassifier:
         return self.warm
 
     def _probabilities(self, waves: list[np.ndarray]) -> np.ndarray:
-        return np.stack(self.model.probabilities(waves))
+        """The model service's answer. BentoML 1.4 may reuse a pooled connection that the model
+        service has just closed after its keep-alive timeout (bentoml/BentoML#4971); the call has no
+        side effects, so it is retried on a fresh connection."""
+        for attempt in range(MODEL_CALL_ATTEMPTS):
+            try:
+                return np.stack(self.model.probabilities(waves))
+            except aiohttp.ClientConnectionError as err:
+                if attempt == MODEL_CALL_ATTEMPTS - 1:
+                    raise
+                LOG.warning("model service connection lost (%s); retrying", err)
 
     def classify_wave(self, wave: np.ndarray, options: Options) -> dict[str, Any]:
         answer = classify_wave(wave, TARGET_SAMPLING_RATE, LABELS, self._probabilities, options)
