@@ -220,7 +220,9 @@ def plot(by_model: dict[str, tuple[list[Level], float]], path: Path) -> None:
             ylabel="requests / s",
             xscale="log",
         )
-        ax.set_xticks([lv.concurrency for lv in levels if lv.server == "ours"], labels=None)
+        ticks = [lv.concurrency for lv in levels if lv.server == "ours"]
+        ax.set_xticks(ticks, labels=[str(t) for t in ticks])
+        ax.minorticks_off()
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
