@@ -76,6 +76,12 @@ class SamplesInput(bentoml.IODescriptor):
         return cls.model_validate_json(await request.body() or b"{}")
 
 
+def _connection_lost(err: Exception) -> bool:
+    """A closed connection: refused or dropped while sending, or (aiohttp raises a bare
+    RuntimeError there) while reading the answer."""
+    return isinstance(err, aiohttp.ClientConnectionError) or str(err) == "Connection closed."
+
+
 def _error(ctx: bentoml.Context, err: AudioError) -> dict[str, Any]:
     ctx.response.status_code = err.status
     return {"error": str(err)}
@@ -120,8 +126,8 @@ class EmotionClassifier:
         for attempt in range(MODEL_CALL_ATTEMPTS):
             try:
                 return np.stack(self.model.probabilities(waves))
-            except aiohttp.ClientConnectionError as err:
-                if attempt == MODEL_CALL_ATTEMPTS - 1:
+            except (aiohttp.ClientConnectionError, RuntimeError) as err:
+                if attempt == MODEL_CALL_ATTEMPTS - 1 or not _connection_lost(err):
                     raise
                 LOG.warning("model service connection lost (%s); retrying", err)
 
