@@ -7,6 +7,8 @@ package; torchaudio resamples.
 from __future__ import annotations
 
 import io
+import math
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +21,40 @@ from .errors import AudioError
 TARGET_SAMPLING_RATE = 16_000
 
 
+MAX_RESAMPLING_KERNEL = 2**21  # elements (8 MB) of torchaudio's sinc kernel
+
+
+def resampling_kernel_size(orig: int, new: int, lowpass_filter_width: int = 6, rolloff: float = 0.99) -> int:
+    """The size of the kernel torchaudio builds to resample by orig/new (a reduced fraction)."""
+    width = math.ceil(lowpass_filter_width * orig / (min(orig, new) * rolloff))
+    return new * (orig + 2 * width)
+
+
+def resampling_ratio(orig_sr: int, target_sr: int) -> tuple[int, int]:
+    """(orig, new) to resample by: the exact ratio where its kernel is small (every common rate:
+    44.1 kHz to 16 kHz is 441/160), else the nearest ratio whose kernel is. An odd rate such as
+    44101 Hz reduces to 44101/16000, whose kernel would take gigabytes; its nearest small ratio is
+    off by less than 0.01 %."""
+    ratio = Fraction(orig_sr, target_sr)
+    limit = ratio.denominator
+    while limit > 1:
+        near = ratio.limit_denominator(limit)
+        if (
+            near.numerator
+            and resampling_kernel_size(near.numerator, near.denominator) <= MAX_RESAMPLING_KERNEL
+        ):
+            return near.numerator, near.denominator
+        limit //= 2
+    return max(1, round(ratio)), 1
+
+
 def resample(wave: np.ndarray, orig_sr: int, target_sr: int = TARGET_SAMPLING_RATE) -> np.ndarray:
-    """Resample a mono float32 waveform (no-op when the rates match)."""
+    """Resample a mono float32 waveform (no-op when the rates match); memory stays bounded for
+    any pair of rates (see `resampling_ratio`)."""
     if orig_sr == target_sr:
         return wave
-    return AF.resample(torch.from_numpy(np.ascontiguousarray(wave)), orig_sr, target_sr).numpy()
+    orig, new = resampling_ratio(orig_sr, target_sr)
+    return AF.resample(torch.from_numpy(np.ascontiguousarray(wave)), orig, new).numpy()
 
 
 def trim_silence(wave: np.ndarray, sampling_rate: int, top_db: float = 40.0) -> np.ndarray:
@@ -45,6 +76,21 @@ def to_mono(data: np.ndarray) -> np.ndarray:
 
 
 MIN_SAMPLING_RATE, MAX_SAMPLING_RATE = 1_000, 384_000
+MAX_CHANNELS = 64
+
+
+def check_format(name: str, sr: int, channels: int) -> None:
+    """Raise AudioError (422) for a sampling rate outside 1 kHz-384 kHz or more than 64 channels."""
+    if not MIN_SAMPLING_RATE <= sr <= MAX_SAMPLING_RATE:
+        raise AudioError(
+            f"{name}: sampling rate {sr} Hz is outside {MIN_SAMPLING_RATE}-{MAX_SAMPLING_RATE} Hz", status=422
+        )
+    if channels > MAX_CHANNELS:
+        raise AudioError(
+            f"{name}: {channels} channels, the limit is {MAX_CHANNELS} (frames of channels are expected: "
+            "[[left, right], [left, right], ...])",
+            status=422,
+        )
 
 
 def _duration_check(name: str, frames: int, sr: int, max_seconds: float | None) -> None:
@@ -70,7 +116,8 @@ def load_audio(
     """Decode a file path or raw bytes into mono float32 at `target_sr`.
 
     Raises AudioError: status 400 for undecodable, empty or non-finite input, 422 for a clip over
-    `max_seconds` (checked from the header, before decoding).
+    `max_seconds`, a sampling rate outside 1 kHz-384 kHz or more than 64 channels (checked from the
+    header, before decoding).
     """
     if isinstance(source, (bytes, bytearray)):
         if not source:
@@ -85,6 +132,7 @@ def load_audio(
     try:
         with sf.SoundFile(handle) as f:
             sr = f.samplerate
+            check_format(name, sr, f.channels)
             _duration_check(name, f.frames, sr, max_seconds)
             data = f.read(dtype="float32", always_2d=True)
     except AudioError:
@@ -104,18 +152,16 @@ def load_samples(
 ) -> np.ndarray:
     """Validate in-memory samples, (frames,) or (frames, channels), into mono float32 at `target_sr`.
 
-    Raises AudioError like `load_audio`; a sampling rate outside 1 kHz-384 kHz is 422.
+    Raises AudioError like `load_audio`.
     """
-    if not MIN_SAMPLING_RATE <= sampling_rate <= MAX_SAMPLING_RATE:
-        raise AudioError(
-            f"sampling_rate {sampling_rate} is outside {MIN_SAMPLING_RATE}-{MAX_SAMPLING_RATE} Hz", status=422
-        )
+    check_format("samples", sampling_rate, 1)
     try:
         data = np.asarray(samples, dtype=np.float32)
     except (ValueError, TypeError) as err:
         raise AudioError("samples must be numbers, or frames with the same number of channels") from err
     if data.ndim not in (1, 2):
         raise AudioError(f"samples must be a list of numbers or of frames, got {data.ndim} dimensions")
+    check_format("samples", sampling_rate, data.shape[1] if data.ndim == 2 else 1)
     _duration_check("samples", len(data) if data.size else 0, sampling_rate, max_seconds)
     return _to_model_input("samples", data, sampling_rate, target_sr)
 

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from .config import QUANTIZATIONS
+from .config import PRECISIONS
 from .corpora import READERS
 from .errors import SerError
 
@@ -136,17 +136,19 @@ def _lr_find(args) -> None:
 
 
 def _evaluate(args) -> None:
+    from .allocator import retain_freed_memory
     from .train import evaluate_checkpoint
 
+    retain_freed_memory()
     metrics = evaluate_checkpoint(
-        args.checkpoint, args.data, split=args.split, fold=args.fold, quantize=args.quantize
+        args.checkpoint, args.data, split=args.split, fold=args.fold, precision=args.precision
     )
     if args.json:
         print(json.dumps(metrics))
     else:
         print(
             f"{args.split}: accuracy {metrics['accuracy']:.3f} · UAR {metrics['uar']:.3f} "
-            f"· macro-F1 {metrics['macro_f1']:.3f} ({metrics['samples']} clips)"
+            f"· macro-F1 {metrics['macro_f1']:.3f} ({metrics['samples']} clips, {metrics['precision']})"
         )
 
 
@@ -156,11 +158,13 @@ def _predict(args) -> None:
     missing = [f for f in args.files if not Path(f).is_file()]
     if missing:
         raise SerError(f"file not found: {missing[0]}")
+    from .allocator import retain_freed_memory
     from .audio import load_audio
     from .timeline import Options, classify_wave
 
     options = Options(args.top_k, args.window_s, args.hop_s)
-    predictor = Predictor.from_pretrained(args.checkpoint, quantize=args.quantize)
+    retain_freed_memory()
+    predictor = Predictor.from_pretrained(args.checkpoint, precision=args.precision)
     options.check(len(predictor.labels))
     for path in args.files:
         wave = load_audio(path, predictor.sampling_rate)
@@ -180,6 +184,11 @@ def _serve(args) -> int:
     from .serving import serve
 
     return serve(port=args.port, host=args.host)
+
+
+PRECISION_HELP = (
+    "auto: bf16 where the hardware runs it natively, else fp32; int8: dynamic int8 linear layers (CPU)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -265,7 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--json", action="store_true")
-    p.add_argument("--quantize", choices=QUANTIZATIONS, help="dynamic int8 linear layers (CPU)")
+    p.add_argument(
+        "--precision", choices=PRECISIONS, default="fp32", help=f"default fp32, as training; {PRECISION_HELP}"
+    )
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("predict", help="classify audio files (one JSON line each, as the REST API answers)")
@@ -273,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, help="only the k most probable labels, best first")
     p.add_argument("--window-s", type=float, help="add a timeline of windows this long (seconds)")
     p.add_argument("--hop-s", type=float, help="seconds between window starts (default: the window)")
-    p.add_argument("--quantize", choices=QUANTIZATIONS, help="dynamic int8 linear layers (CPU)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help=f"default auto; {PRECISION_HELP}")
     p.add_argument("files", nargs="+")
     p.set_defaults(func=_predict)
 

@@ -7,6 +7,7 @@ an emotion differently ("anger", "ANG", "W") can be combined.
 from __future__ import annotations
 
 import csv
+import difflib
 import json
 import os
 import re
@@ -164,14 +165,18 @@ def read_manifest(root: Path) -> list[dict]:
     if manifest is None:
         raise SerError(f"no manifest.csv or manifest.jsonl in {root}")
     rows = _read_table(manifest)
-    missing = {"path", "label"} - set(rows[0] if rows else ())
+    if not rows:
+        return []
+    missing = {"path", "label"} - set(rows[0])
     if missing:
         raise SerError(f"{manifest} lacks column(s): {', '.join(sorted(missing))}")
     records = []
     for row in rows:
-        record = {k: (str(v) if v not in (None, "") else None) for k, v in row.items()}
-        record["path"] = str((manifest.parent / row["path"]).resolve())
-        record["label"] = record["label"] and canonical(record["label"])
+        # A short CSV row has None values; a long one an extra list under the key None: dropped.
+        record = {k: (str(v).strip() if v not in (None, "") else None) for k, v in row.items() if k}
+        path = record.get("path")  # an empty path stays empty: `prepare` reports it
+        record["path"] = str((manifest.parent / path).resolve()) if path else ""
+        record["label"] = record.get("label") and canonical(record["label"])
         record.setdefault("speaker", None)
         records.append(record)
     return records
@@ -375,7 +380,10 @@ def select_labels(records: list[dict], labels: list[str]) -> list[dict]:
     unknown = wanted - {r["label"] for r in records}
     if unknown:
         available = sorted({r["label"] for r in records if r["label"]})
+        close = {u: difflib.get_close_matches(u, available, n=1, cutoff=0.75) for u in sorted(unknown)}
+        hint = ", ".join(f"{u} -> {c[0]}" for u, c in close.items() if c)
         raise SerError(
             f"label(s) not in the corpus: {', '.join(sorted(unknown))}; it has {', '.join(available)}"
+            + (f" (did you mean {hint}?)" if hint else "")
         )
     return [r for r in records if r["label"] in wanted]

@@ -20,11 +20,13 @@ import numpy as np
 import torch
 
 from .audio import load_audio, trim_silence
+from .audit import HARMLESS, audit_records, check_bad_fraction, decode_problem, problem_summary, report_lines
+from .checkpoint import write_file_atomic
 from .config import ModelConfig
-from .corpora import read_corpora, select_labels
+from .corpora import read_corpora
 from .errors import SerError
 from .model import build_feature_extractor
-from .report import plot_summary
+from .report import plot_summary, summary_lines
 from .splits import SPLITS, SplitConfig, make_splits
 
 DATASET_DIR = "dataset"  # metadata/ (save_to_disk) + audio.arrow, joined column-wise when loaded
@@ -173,30 +175,47 @@ def _split_summary(ds: datasets.Dataset, labels: list[str]) -> dict:
 
 
 def prepare(data_dirs: list[str | Path], out_dir: str | Path, cfg: PrepareConfig) -> dict:
-    """Read, decode, split; write `dataset/`, `splits.json`, `feature_extractor/`, `summary.json`."""
+    """Read, check, decode, split; write `dataset/`, `splits.json`, `feature_extractor/`, `summary.json`
+    and `report.txt`. Files with a problem (`pipeline.audit`) are left out and reported; above
+    `max_bad_fraction` of them, or with nothing usable, it stops (SerError) and lists them all in
+    `problems.json`."""
     out = Path(out_dir)
     if len(cfg.corpora) not in (1, len(data_dirs)):
         raise SerError(f"give one --corpus for all data dirs or one per data dir ({len(data_dirs)})")
     kinds = cfg.corpora * len(data_dirs) if len(cfg.corpora) == 1 else cfg.corpora
-    records = select_labels(read_corpora(list(zip(kinds, map(str, data_dirs)))), cfg.labels)
-    records.sort(key=lambda r: r["path"])
+    listed = read_corpora(list(zip(kinds, map(str, data_dirs))))
     extractor = build_feature_extractor(ModelConfig(backbone=cfg.backbone))
-    inputs = _fingerprint(records, cfg, extractor)
+    inputs = _fingerprint(sorted(listed, key=lambda r: r["path"] or ""), cfg, extractor)
     if all((out / name).exists() for name in ("summary.json", "splits.json", DATASET_DIR)):
         previous = json.loads((out / "summary.json").read_text())
         if previous.get("inputs") == inputs:
             return previous  # same files, same settings: everything on disk is current
-    (out / CACHE_DIR).mkdir(parents=True, exist_ok=True)
-    decoded = decode_cached([r["path"] for r in records], cfg, extractor, out / CACHE_DIR)
-    errors = decoded["error"]
-    skipped = [{"path": r["path"], "reason": e} for r, e in zip(records, errors) if e is not None]
-    if len(skipped) > cfg.max_bad_fraction * len(records):
-        raise SerError(
-            f"{len(skipped)} of {len(records)} files could not be used (limit {cfg.max_bad_fraction:.0%}); "
-            f"first: {skipped[0]['path']}: {skipped[0]['reason']}"
-        )
+    audit = audit_records(listed, cfg.labels)
+    records = sorted(audit.records, key=lambda r: r["path"])
+    problems = audit.problems
+    listing = out / "problems.json"
+    try:
+        check_bad_fraction(problems, len(records), cfg.max_bad_fraction, listing)
+        (out / CACHE_DIR).mkdir(parents=True, exist_ok=True)
+        decoded = decode_cached([r["path"] for r in records], cfg, extractor, out / CACHE_DIR)
+        errors = decoded["error"]
+        problems += [
+            {"path": r["path"], "problem": decode_problem(e), "reason": e}
+            for r, e in zip(records, errors)
+            if e is not None
+        ]
+        check_bad_fraction(problems, errors.count(None), cfg.max_bad_fraction, listing)
+    except SerError:
+        out.mkdir(parents=True, exist_ok=True)
+        write_file_atomic(listing, json.dumps(problems, indent=1))
+        raise
+    listing.unlink(missing_ok=True)
     usable = [i for i, e in enumerate(errors) if e is None]
     records = [records[i] for i in usable]
+    if len({r["label"] for r in records}) < 2:
+        raise SerError(
+            f"only one label ({records[0]['label']}) among the usable files: a classifier needs two or more"
+        )
     plan = make_splits(records, cfg.splits)
     columns = sorted({k for r in records for k in r})
     metadata = datasets.Dataset.from_dict(
@@ -226,9 +245,13 @@ def prepare(data_dirs: list[str | Path], out_dir: str | Path, cfg: PrepareConfig
         "folds": len(plan.folds),
         "config": asdict(cfg),
         "splits": {name: _split_summary(ds, labels) for name, ds in first.items()},
-        "skipped": skipped,
+        "candidate_files": len(records) + sum(p["problem"] not in HARMLESS for p in problems),
+        "problems": problem_summary(problems),
+        "left_out_labels": audit.left_out_labels,
+        "skipped": problems,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_file_atomic(out / "report.txt", "\n".join([*summary_lines(summary), *report_lines(summary)]) + "\n")
+    write_file_atomic(out / "summary.json", json.dumps(summary, indent=2))
     plot_summary(summary, first, out / "summary.png")
     return summary
 

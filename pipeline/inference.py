@@ -11,7 +11,7 @@ import torch
 from transformers import AutoFeatureExtractor
 
 from .audio import load_audio
-from .config import QUANTIZATIONS
+from .config import PRECISIONS
 from .errors import ConfigError
 from .model import load_checkpoint, model_labels
 
@@ -32,22 +32,51 @@ class Prediction:
         return asdict(self)
 
 
-def quantized(model: torch.nn.Module, kind: str) -> torch.nn.Module:
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bf16 natively (CUDA GPUs from Ampere, CPUs with AVX512-BF16 or AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return (
+        device.type == "cpu"
+        and torch.backends.mkldnn.is_available()
+        and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`precision` with "auto" replaced by bf16 where `device` runs it natively, else fp32."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if precision == "int8" and device.type != "cpu":
+        raise ConfigError("int8 (dynamic quantization) runs on the CPU only; use bf16 on a GPU")
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
+def quantized(model: torch.nn.Module) -> torch.nn.Module:
     """Dynamic quantization: linear-layer weights stored as int8, activations quantized per batch
     at run time (the transformer's matrix products; the convolutional encoder stays fp32)."""
-    if kind not in QUANTIZATIONS:
-        raise ConfigError(f"unknown quantization {kind!r}; choose from {', '.join(QUANTIZATIONS)}")
     with warnings.catch_warnings():  # torch.ao's deprecation notice points at torchao, not needed here
         warnings.simplefilter("ignore", DeprecationWarning)
         return torch.ao.quantization.quantize_dynamic(model.eval(), {torch.nn.Linear}, dtype=torch.qint8)
 
 
+def autocast(precision: str, device: torch.device):
+    """The forward's context: bf16 autocast (convolutions and matrix products in bf16, norms and
+    softmax in fp32) for "bf16", a no-op otherwise."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 class Predictor:
     """A fine-tuned checkpoint directory, ready to classify waveforms."""
 
-    def __init__(self, model, feature_extractor):
+    def __init__(self, model, feature_extractor, precision: str = "fp32"):
         self.model = model.eval()
         self.feature_extractor = feature_extractor
+        self.precision = resolve_precision(precision, self.device)
+        if self.precision == "int8":
+            self.model = quantized(self.model)
         self.labels = model_labels(model)
         self.sampling_rate = feature_extractor.sampling_rate
         # Group-norm encoders (wav2vec2-base style) must not see zero padding: run them one by one.
@@ -55,16 +84,13 @@ class Predictor:
 
     @classmethod
     def from_pretrained(
-        cls, checkpoint: str | Path, device: str | None = None, quantize: str | None = None
+        cls, checkpoint: str | Path, device: str | None = None, precision: str = "auto"
     ) -> Predictor:
-        """Load `checkpoint`; `quantize="int8"` makes its linear layers dynamic int8 (CPU only)."""
+        """Load `checkpoint` onto `device` (default CPU) at `precision` (see `PRECISIONS`)."""
         model = load_checkpoint(checkpoint)
-        extractor = AutoFeatureExtractor.from_pretrained(checkpoint)
-        if quantize:
-            model = quantized(model, quantize)
         if device:
             model.to(device)
-        return cls(model, extractor)
+        return cls(model, AutoFeatureExtractor.from_pretrained(checkpoint), precision)
 
     @property
     def device(self) -> torch.device:
@@ -86,15 +112,16 @@ class Predictor:
 
     @torch.inference_mode()
     def logits(self, waves: list[np.ndarray]) -> torch.Tensor:
-        """Logits for a list of 1-D waveforms at `self.sampling_rate`; a clip's logits do not
-        depend on what else is in the list."""
+        """Logits for a list of 1-D waveforms at `self.sampling_rate`; in fp32 and int8 a clip's
+        logits do not depend on what else is in the list (in bf16 they agree to bf16 rounding)."""
         out = torch.empty(len(waves), len(self.labels))
         for group in self._forward_groups(waves):
             inputs = self.feature_extractor(
                 [waves[i] for i in group], sampling_rate=self.sampling_rate, padding=True, return_tensors="pt"
             )
             inputs = {k: v.to(self.device) for k, v in inputs.items()}
-            out[group] = self.model(**inputs).logits.float().cpu()
+            with autocast(self.precision, self.device):
+                out[group] = self.model(**inputs).logits.float().cpu()
         return out
 
     def probabilities(self, waves: list[np.ndarray]) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from transformers import (
@@ -18,6 +19,16 @@ from .audio import TARGET_SAMPLING_RATE
 from .config import ModelConfig
 from .errors import ConfigError, SerError
 
+SAFETENSORS_NAMES = ("model.safetensors", "model.safetensors.index.json")
+PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
+
+
+def _reason(err: Exception) -> str:
+    """The first line of a loading error, or the way out where it is custom code."""
+    if "trust_remote_code" in str(err):
+        return "it contains custom code, which runs only with model.trust_remote_code=true (if you trust it)"
+    return str(err).strip().split("\n", 1)[0]
+
 
 def label_maps(labels: list[str]) -> tuple[dict[int, str], dict[str, int]]:
     id2label = dict(enumerate(labels))
@@ -29,8 +40,10 @@ def build_feature_extractor(cfg: ModelConfig):
     if cfg.backbone:
         try:
             return AutoFeatureExtractor.from_pretrained(cfg.backbone, trust_remote_code=cfg.trust_remote_code)
-        except OSError as err:
-            raise ConfigError(f"cannot load feature extractor of backbone {cfg.backbone!r}: {err}") from err
+        except (OSError, ValueError) as err:  # ValueError: custom code, refused without trust_remote_code
+            raise ConfigError(
+                f"cannot load feature extractor of backbone {cfg.backbone!r}: {_reason(err)}"
+            ) from err
     # The small model uses layer norm in its feature encoder, so it takes an attention mask and
     # padded batches give the same answers as single clips.
     return Wav2Vec2FeatureExtractor(
@@ -73,8 +86,8 @@ def build_model(cfg: ModelConfig, labels: list[str], **config_overrides) -> PreT
                 trust_remote_code=cfg.trust_remote_code,
                 use_safetensors=True,
             )
-        except OSError as err:
-            raise ConfigError(f"cannot load backbone {cfg.backbone!r}: {err}") from err
+        except (OSError, ValueError) as err:  # ValueError: custom code, refused without trust_remote_code
+            raise ConfigError(f"cannot load backbone {cfg.backbone!r}: {_reason(err)}") from err
     else:
         try:
             config = Wav2Vec2Config(
@@ -97,8 +110,26 @@ def model_labels(model: PreTrainedModel) -> list[str]:
 
 
 def load_checkpoint(checkpoint: str | Path) -> PreTrainedModel:
-    """A fine-tuned classifier directory (`ser train`'s `best/`), weights from safetensors only."""
+    """A fine-tuned classifier directory (`ser train`'s `best/`). Weights come from safetensors only: a
+    directory with only pickled weights (`pytorch_model.bin`) is refused without opening them, and so is
+    one that asks for custom code (`auto_map`); nothing in a checkpoint can execute code."""
     path = Path(checkpoint)
     if not (path / "config.json").is_file():
         raise SerError(f"not a checkpoint directory (no config.json): {path}")
-    return AutoModelForAudioClassification.from_pretrained(path, use_safetensors=True)
+    if not any((path / name).is_file() for name in SAFETENSORS_NAMES):
+        pickled = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        found = f" (found {', '.join(pickled)}: pickle files are never loaded)" if pickled else ""
+        raise SerError(f"no safetensors weights (model.safetensors) in {path}{found}")
+    for name in ("config.json", "preprocessor_config.json"):
+        try:
+            custom = "auto_map" in json.loads((path / name).read_text())
+        except (OSError, ValueError):
+            custom = False  # absent or unreadable: from_pretrained reports it
+        if custom:
+            raise SerError(f"{path / name} asks for custom code (auto_map): checkpoints may not run code")
+    try:
+        return AutoModelForAudioClassification.from_pretrained(
+            path, use_safetensors=True, trust_remote_code=False
+        )
+    except (OSError, ValueError) as err:
+        raise SerError(f"cannot load checkpoint {path}: {_reason(err)}") from err

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 
-def print_summary(summary: dict) -> None:
-    """Split x (clips, speakers, hours, per-label counts), then the skipped files."""
+def summary_lines(summary: dict) -> list[str]:
+    """Split x (clips, speakers, hours, per-label counts), and the corpus and split scheme."""
     labels = summary["labels"]
     head = ["split", "clips", "speakers", "hours", *labels]
     rows = [
@@ -12,13 +12,17 @@ def print_summary(summary: dict) -> None:
         for name, s in summary["splits"].items()
     ]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
-    for row in [head, *rows]:
-        print("  ".join(str(x).rjust(w) for x, w in zip(row, widths)))
+    lines = ["  ".join(str(x).rjust(w) for x, w in zip(row, widths)) for row in [head, *rows]]
     folds = f" · {summary['folds']} folds (table: fold 0)" if summary["folds"] > 1 else ""
-    print(f"corpus: {', '.join(summary['corpora'])} · {summary['split_note']}{folds}")
-    print(f"{len(summary['skipped'])} files skipped")
-    for item in summary["skipped"][:10]:
-        print(f"  skipped {item['path']}: {item['reason']}")
+    lines.append(f"corpus: {', '.join(summary['corpora'])} · {summary['split_note']}{folds}")
+    return lines
+
+
+def print_summary(summary: dict) -> None:
+    """The split table, then the problems found in the corpus (by class, with counts and an example)."""
+    from .audit import report_lines
+
+    print("\n".join([*summary_lines(summary), *report_lines(summary)]))
 
 
 def plot_summary(summary: dict, splits: dict, path) -> None:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from .export import served_tag, stored_model
@@ -66,8 +67,9 @@ def background_server(
     log_path: str | Path,
     env: dict[str, str] | None = None,
     timeout: float = 120.0,
-) -> Iterator[None]:
-    """Run `command` (a server) in its own session until `ready_url` answers 200, yield, then stop it.
+) -> Iterator[subprocess.Popen]:
+    """Run `command` (a server) in its own session until `ready_url` answers 200, yield its process,
+    then stop it.
 
     Its output goes to `log_path`; if it exits or `timeout` passes first, the error carries the log.
     """
@@ -94,7 +96,7 @@ def background_server(
                 if httpx.get(ready_url, timeout=2).status_code == 200:
                     break
             time.sleep(0.25)
-        yield
+        yield proc
     finally:
         proc.terminate()  # BentoML's arbiter stops its workers on SIGTERM
         try:
@@ -119,12 +121,27 @@ def export_to_store(checkpoint: str | Path, bentoml_home: str | Path) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
+@dataclass(frozen=True)
+class RunningService:
+    url: str  # base URL
+    pid: int  # `bentoml serve`: its workers (API and model services) are its descendants
+
+
 @contextlib.contextmanager
 def running_service(
     tag: str, bentoml_home: str | Path, env: dict[str, str] | None = None, timeout: float = 120.0
 ) -> Iterator[str]:
     """The BentoML service for model `tag` of the store at `bentoml_home` on a free loopback port,
     ready (warm-up done); yields its base URL. `env` adds variables (e.g. SER_MAX_SECONDS)."""
+    with service_process(tag, bentoml_home, env, timeout) as service:
+        yield service.url
+
+
+@contextlib.contextmanager
+def service_process(
+    tag: str, bentoml_home: str | Path, env: dict[str, str] | None = None, timeout: float = 120.0
+) -> Iterator[RunningService]:
+    """`running_service`, yielding the server's process id with its URL (to watch its resources)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", "127.0.0.1", "--port", str(port)]
@@ -136,5 +153,5 @@ def running_service(
         **(env or {}),
     }
     log_path = Path(bentoml_home) / f"server-{port}.log"
-    with background_server(command, f"{url}/readyz", log_path, server_env, timeout):
-        yield url
+    with background_server(command, f"{url}/readyz", log_path, server_env, timeout) as proc:
+        yield RunningService(url, proc.pid)

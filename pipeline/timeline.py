@@ -5,6 +5,7 @@ One function builds the response of `ser predict`, the REST API and the demo, so
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,10 +35,17 @@ class Options:
             raise AudioError(f"top_k must be between 1 and {n_labels}, got {self.top_k}", status=422)
         if self.hop_s is not None and self.window_s is None:
             raise AudioError("hop_s needs window_s", status=422)
-        if self.window_s is not None and not self.window_s >= MIN_WINDOW_S:
-            raise AudioError(f"window_s must be at least {MIN_WINDOW_S} s, got {self.window_s}", status=422)
-        if self.hop_s is not None and not self.hop_s >= MIN_HOP_S:
-            raise AudioError(f"hop_s must be at least {MIN_HOP_S} s, got {self.hop_s}", status=422)
+        if self.window_s is not None and not MIN_WINDOW_S <= self.window_s < math.inf:
+            raise AudioError(
+                f"window_s must be at least {MIN_WINDOW_S} s and finite, got {self.window_s}", status=422
+            )
+        if self.hop_s is not None and not MIN_HOP_S <= self.hop_s < math.inf:
+            raise AudioError(f"hop_s must be at least {MIN_HOP_S} s and finite, got {self.hop_s}", status=422)
+
+
+def _samples(seconds: float, clip_samples: int, sampling_rate: int) -> int:
+    """`seconds` in samples, at most the clip's length (1e308 s times the rate would overflow)."""
+    return clip_samples if seconds >= clip_samples / sampling_rate else int(seconds * sampling_rate)
 
 
 def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
@@ -78,8 +86,8 @@ def classify_wave(
             **_answer(np.asarray(probabilities([wave]))[0], labels, options.top_k),
             "duration_s": round(duration, 3),
         }
-    window = int(options.window_s * sampling_rate)
-    hop = int((options.hop_s or options.window_s) * sampling_rate)
+    window = _samples(options.window_s, len(wave), sampling_rate)
+    hop = _samples(options.hop_s or options.window_s, len(wave), sampling_rate)
     starts = window_starts(len(wave), window, hop)
     if len(starts) > MAX_WINDOWS:
         raise AudioError(f"{len(starts)} windows: the limit is {MAX_WINDOWS}; use a longer hop_s", status=422)

@@ -23,20 +23,25 @@ from tqdm.auto import tqdm
 from .batching import LengthGroupedBatches, make_loader
 from .checkpoint import (
     checkpoint_dirs,
+    fresh_temp_dir,
     load_training_state,
     prune_checkpoints,
+    publish_dir,
+    recover_checkpoints,
+    recover_dir,
     rng_state,
     save_model_dir,
     save_training_state,
     set_rng_state,
     step_dir,
+    temp_sibling,
     trainer_state,
     write_file_atomic,
 )
 from .config import Config
 from .errors import ConfigError, SerError
 from .features import fold_count, load_prepared
-from .inference import quantized
+from .inference import autocast, quantized, resolve_precision
 from .metrics import classification_metrics
 from .model import build_feature_extractor, build_model, load_checkpoint, model_labels
 from .model_card import write_model_card
@@ -108,13 +113,12 @@ def _tracker_config(cfg: Config) -> dict:
 
 
 def _save_training_state(accelerator, model, optimizer, scheduler, state: TrainState, cfg: Config) -> None:
-    """A full checkpoint under checkpoints/step-N, written to a temporary name and renamed."""
+    """A full checkpoint under checkpoints/step-N: written into a temporary directory, fsynced, renamed."""
     root = Path(cfg.train.output_dir) / "checkpoints"
     target = step_dir(root, state.step)
-    tmp = target.with_name(f".{target.name}.tmp")
+    tmp = temp_sibling(target)
     if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        fresh_temp_dir(target)
     accelerator.wait_for_everyone()
     save_training_state(tmp, states={f"rng_{accelerator.process_index}": rng_state()})
     model_state = accelerator.get_state_dict(model)
@@ -129,25 +133,39 @@ def _save_training_state(accelerator, model, optimizer, scheduler, state: TrainS
             states=states,
             trainer_state={"state": asdict(state), "config": cfg.to_dict()},
         )
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
+        publish_dir(tmp, target)
         prune_checkpoints(root, cfg.train.keep_checkpoints)
     accelerator.wait_for_everyone()
 
 
 def _resume(accelerator, model, optimizer, scheduler, cfg: Config) -> TrainState:
-    """The state of the newest complete checkpoint, loaded into model, optimizer, scheduler and RNGs."""
-    found = checkpoint_dirs(Path(cfg.train.output_dir) / "checkpoints")
+    """The state of the newest loadable checkpoint, loaded into model, optimizer, scheduler and RNGs.
+    One that cannot be loaded (damaged on disk) is skipped with a warning for the one before it."""
+    root = Path(cfg.train.output_dir) / "checkpoints"
+    found = checkpoint_dirs(root)
     if not found:
         accelerator.print(f"nothing to resume in {cfg.train.output_dir}: starting from the beginning")
         return TrainState()
-    latest = found[-1]
-    saved = trainer_state(latest)
-    for section in ("data", "model"):
-        if saved["config"][section] != cfg.to_dict()[section]:
-            raise ConfigError(f"cannot resume {latest}: its {section} configuration differs from this run's")
     rng = f"rng_{accelerator.process_index}"
-    weights, states = load_training_state(latest, ["optimizer", "scheduler", "scaler", rng])
+    failures = []
+    for latest in reversed(found):
+        try:
+            saved = trainer_state(latest)
+            weights, states = load_training_state(
+                latest, ["optimizer", "scheduler", "scaler", rng], optional=("scaler", rng)
+            )
+        except SerError as err:
+            failures.append(str(err))
+            accelerator.print(f"warning: skipping a checkpoint that cannot be loaded: {err}")
+            continue
+        for section in ("data", "model"):
+            if saved["config"][section] != cfg.to_dict()[section]:
+                raise ConfigError(
+                    f"cannot resume {latest}: its {section} configuration differs from this run's"
+                )
+        break
+    else:
+        raise SerError(f"cannot resume: no loadable checkpoint in {root} ({failures[0]})")
     accelerator.unwrap_model(model).load_state_dict(weights)
     optimizer.load_state_dict(states["optimizer"])
     scheduler.load_state_dict(states["scheduler"])
@@ -173,6 +191,10 @@ class _Run:
             log_with=cfg.train.report_to or None,
             project_dir=self.out,
         )
+        if self.accelerator.is_main_process:  # repair what a crash in the middle of a save left
+            recover_dir(self.out / "best")
+            recover_checkpoints(self.out / "checkpoints")
+        self.accelerator.wait_for_everyone()
         set_seed(cfg.train.seed)
         self.dataset, self.labels, self.extractor = load_fold(cfg, fold)
         model = build_model(cfg.model, self.labels)
@@ -396,17 +418,19 @@ def evaluate_checkpoint(
     split: str = "test",
     fold: int = 0,
     batch_size: int = 16,
-    quantize: str | None = None,
+    precision: str = "fp32",
 ) -> dict:
-    """Metrics of a saved checkpoint (optionally quantized) on one split (of one fold) of prepared data."""
+    """Metrics of a saved checkpoint at an inference precision (see `PRECISIONS`) on one split (of one
+    fold) of prepared data; the precision used is in the answer."""
     from .emotion_metric import evaluate_predictions
 
     dataset, labels, extractor = load_prepared(data_dir, fold)
     if split not in dataset:
         raise SerError(f"no split {split!r} in {data_dir}; have {', '.join(dataset)}")
     model = load_checkpoint(checkpoint)
-    if quantize:
-        model = quantized(model, quantize)
+    precision = resolve_precision(precision, PartialState().device)
+    if precision == "int8":
+        model = quantized(model)
     if model_labels(model) != labels:
         raise SerError(f"checkpoint labels {model_labels(model)} differ from the data's {labels}")
     cfg = Config()
@@ -414,5 +438,6 @@ def evaluate_checkpoint(
     accelerator = Accelerator()
     loader = make_loader(dataset[split], extractor, labels, cfg, train=False)
     model, loader = accelerator.prepare(model, loader)
-    y_true, y_pred, _ = predict_loader(model, loader, accelerator)
-    return evaluate_predictions(y_true, y_pred, labels)
+    with autocast(precision, accelerator.device):
+        y_true, y_pred, _ = predict_loader(model, loader, accelerator)
+    return {**evaluate_predictions(y_true, y_pred, labels), "precision": precision}

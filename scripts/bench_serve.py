@@ -2,7 +2,8 @@
 straightforward alternative, in one run, on loopback, with the same model and clips.
 
 - ours: `bentoml serve service.service:EmotionClassifier` (decoding in the API service, the model in
-  a separate service with adaptive batching), fp32 and, with --quantize, SER_QUANTIZE=int8;
+  a separate service with adaptive batching) at each of --precisions (SER_PRECISION: fp32, bf16,
+  int8; the service's default, auto, is bf16 on CPUs with AVX512-BF16 or AMX and fp32 elsewhere);
 - alternative: `transformers.pipeline("audio-classification")` called per request behind a minimal
   FastAPI app (`scripts/baseline_server.py`, uvicorn, FastAPI's thread pool).
 
@@ -13,10 +14,11 @@ speech, 16 kHz mono WAV. For each concurrency level, a bounded load generator se
 requests, at most `concurrency` in flight, after two warm-up requests; only one server runs at a time.
 
 Serving overhead: our median single-request latency (concurrency 1) against the median raw model
-forward (feature extractor + `model(**inputs)`) on the same clip in this process, torch's default
-threads. Writes Markdown tables and a plot to --out.
+forward (feature extractor + `model(**inputs)`, at the same precision, with the model service's
+allocator settings) on the same clip in this process, torch's default threads. Writes Markdown
+tables and a plot to --out.
 
-    .venv/bin/python scripts/bench_serve.py                       # both models, about 5 minutes on 2 cores
+    .venv/bin/python scripts/bench_serve.py     # both models, 3 precisions: about 12 minutes on 2 cores
     .venv/bin/python scripts/bench_serve.py --models small --requests 16
 """
 
@@ -38,8 +40,9 @@ import soundfile as sf
 import torch
 from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
 
+from pipeline.allocator import retain_freed_memory
 from pipeline.config import ModelConfig
-from pipeline.inference import Predictor
+from pipeline.inference import Predictor, autocast, resolve_precision
 from pipeline.model import build_feature_extractor, build_model
 from pipeline.serving import REPO_ROOT, background_server, export_to_store, free_port, running_service
 from pipeline.synth import SAMPLING_RATE, make_speakers, synthesize_utterance
@@ -89,14 +92,14 @@ def make_clips(n: int) -> list[bytes]:
     return clips
 
 
-def raw_forward_ms(checkpoint: Path, clip: bytes, repeats: int = 7) -> float:
+def raw_forward_ms(checkpoint: Path, clip: bytes, precision: str, repeats: int = 7) -> float:
     """Median time of the feature extractor and the model's forward on one clip, in this process."""
-    predictor = Predictor.from_pretrained(checkpoint)
+    predictor = Predictor.from_pretrained(checkpoint, precision=precision)
     wave, _ = sf.read(io.BytesIO(clip), dtype="float32")
     times = []
     for _ in range(repeats + 1):
         start = time.perf_counter()
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(predictor.precision, predictor.device):
             inputs = predictor.feature_extractor([wave], sampling_rate=SAMPLING_RATE, return_tensors="pt")
             predictor.model(**inputs)
         times.append((time.perf_counter() - start) * 1000)
@@ -138,17 +141,16 @@ def measure(server: str, url: str, clips: list[bytes], requests: int, levels: li
     return results
 
 
-def bench_model(kind: str, args, clips: list[bytes], tmp: Path) -> tuple[list[Level], float]:
+def bench_model(kind: str, args, clips: list[bytes], tmp: Path) -> tuple[list[Level], dict[str, float]]:
     checkpoint = make_checkpoint(kind, tmp / kind / "checkpoint")
-    raw = raw_forward_ms(checkpoint, clips[0])
-    print(f"{kind}: raw forward {raw:.0f} ms per 3-s clip", flush=True)
+    raw = {p: raw_forward_ms(checkpoint, clips[0], p) for p in args.precisions}
+    print(f"{kind}: raw forward per 3-s clip, ms: {raw}", flush=True)
     home = tmp / kind / "bentoml"
     tag = export_to_store(checkpoint, home)
     results = []
-    variants = [("ours", {})] + ([("ours int8", {"SER_QUANTIZE": "int8"})] if args.quantize else [])
-    for name, env in variants:
-        with running_service(tag, home, env=env, timeout=300) as url:
-            results += measure(name, f"{url}/classify", clips, args.requests, args.concurrency)
+    for precision in args.precisions:
+        with running_service(tag, home, env={"SER_PRECISION": precision}, timeout=300) as url:
+            results += measure(f"ours {precision}", f"{url}/classify", clips, args.requests, args.concurrency)
     port = free_port()
     command = [
         sys.executable,
@@ -172,7 +174,7 @@ def bench_model(kind: str, args, clips: list[bytes], tmp: Path) -> tuple[list[Le
     return results, raw
 
 
-def tables(by_model: dict[str, tuple[list[Level], float]]) -> list[str]:
+def tables(by_model: dict[str, tuple[list[Level], dict[str, float]]]) -> list[str]:
     lines = [
         "| model | server | concurrency | requests/s | vs alternative | p50 ms | p95 ms | p99 ms "
         "| p99 vs alternative |",
@@ -190,18 +192,20 @@ def tables(by_model: dict[str, tuple[list[Level], float]]) -> list[str]:
             )
     lines += [
         "",
-        "| model | raw forward ms (3-s clip) | ours p50 ms, concurrency 1 | overhead |",
-        "|---|---:|---:|---:|",
+        "| model | precision | raw forward ms (3-s clip) | ours p50 ms, concurrency 1 | overhead |",
+        "|---|---|---:|---:|---:|",
     ]
     for model, (levels, raw) in by_model.items():
-        ours = next(lv for lv in levels if lv.server == "ours" and lv.concurrency == 1)
-        lines.append(
-            f"| {model} | {raw:.0f} | {ours.percentile(50):.0f} | {ours.percentile(50) / raw - 1:+.0%} |"
-        )
+        for precision, forward_ms in raw.items():
+            ours = next(lv for lv in levels if lv.server == f"ours {precision}" and lv.concurrency == 1)
+            p50 = ours.percentile(50)
+            lines.append(
+                f"| {model} | {precision} | {forward_ms:.0f} | {p50:.0f} | {p50 / forward_ms - 1:+.0%} |"
+            )
     return lines
 
 
-def plot(by_model: dict[str, tuple[list[Level], float]], path: Path) -> None:
+def plot(by_model: dict[str, tuple[list[Level], dict[str, float]]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -220,7 +224,7 @@ def plot(by_model: dict[str, tuple[list[Level], float]], path: Path) -> None:
             ylabel="requests / s",
             xscale="log",
         )
-        ticks = [lv.concurrency for lv in levels if lv.server == "ours"]
+        ticks = [lv.concurrency for lv in levels if lv.server == "alternative"]
         ax.set_xticks(ticks, labels=[str(t) for t in ticks])
         ax.minorticks_off()
         ax.legend()
@@ -234,12 +238,17 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=32, help="requests per concurrency level")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--clips", type=int, default=8)
-    parser.add_argument("--no-quantize", dest="quantize", action="store_false", help="skip the int8 variant")
+    parser.add_argument(
+        "--precisions", nargs="+", default=["fp32", "bf16", "int8"], choices=["fp32", "bf16", "int8"]
+    )
     parser.add_argument("--out", default=str(REPO_ROOT / "runs" / "bench"))
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     clips = make_clips(args.clips)
+    retain_freed_memory()  # as the model service does, so the raw forward is measured like for like
+    default = resolve_precision("auto", torch.device("cpu"))
+    print(f"the service's default precision (auto) on this machine: {default}")
     with tempfile.TemporaryDirectory() as tmp:
         by_model = {kind: bench_model(kind, args, clips, Path(tmp)) for kind in args.models.split(",")}
     lines = tables(by_model)

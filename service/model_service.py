@@ -9,18 +9,24 @@ from __future__ import annotations
 import bentoml
 import numpy as np
 
+from pipeline.allocator import retain_freed_memory
 from pipeline.export import stored_model
 from pipeline.inference import Predictor
 from service.settings import SETTINGS
 
+retain_freed_memory()  # before BentoML's worker threads, which run the model, start allocating
 
-@bentoml.service(workers=1)
+
+# The API service's client to this one never renews its connection pool: BentoML 1.4 renews it
+# every 100 calls by closing it under the calls still in flight, which then fail ("Server
+# disconnected"), and now and then the call that renews it hangs until the 60-s timeout (504).
+@bentoml.service(workers=1, runner_connection={"max_requests": 2**31 - 1, "max_age": 1e9})
 class EmotionModel:
     """Class probabilities for batches of 16 kHz mono waveforms."""
 
     def __init__(self) -> None:
         self.predictor = Predictor.from_pretrained(
-            stored_model(SETTINGS.model_tag).path, quantize=SETTINGS.quantize
+            stored_model(SETTINGS.model_tag).path, SETTINGS.device, SETTINGS.precision
         )
         self.predictor.probabilities([np.zeros(self.predictor.sampling_rate, dtype=np.float32)])  # warm-up
 

@@ -9,71 +9,31 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import aiohttp
 import bentoml
 import gradio as gr
 import numpy as np
 from fastapi import FastAPI
-from pydantic import Field
-from starlette.requests import Request
 
 from demo.app import build_demo, example_clips
 from pipeline.audio import TARGET_SAMPLING_RATE, load_audio, load_samples
 from pipeline.errors import AudioError
 from pipeline.export import stored_model
 from pipeline.timeline import Options, classify_wave
+from service.errors import JSONErrors
+from service.inputs import AudioUpload, HopS, NoInput, Samples, SamplesInput, SamplingRate, TopK, WindowS
 from service.limits import UploadLimit
 from service.model_service import EmotionModel
 from service.settings import SETTINGS
+from service.wav_header import check_wav
 
 # Resolved at import: the demo shows its tag and labels, and `bentoml build` checks it exists.
 MODEL = stored_model(SETTINGS.model_tag)
 LABELS: list[str] = MODEL.info.metadata["labels"]
 MODEL_CALL_ATTEMPTS = 3
 LOG = logging.getLogger("bentoml.service.ser")
-
-TopK = Annotated[int | None, Field(description="answer only the k most probable labels, best first")]
-WindowS = Annotated[float | None, Field(description="add a timeline of windows this long (seconds)")]
-HopS = Annotated[float | None, Field(description="seconds between window starts (default: window_s)")]
-Samples = Annotated[list[float] | list[list[float]], Field(description="mono, or frames of channels")]
-SamplingRate = Annotated[int, Field(description="samples per second, 1000-384000")]
-
-
-class AudioUpload(bentoml.IODescriptor):
-    """Multipart form: the audio file (WAV, FLAC, OGG, MP3) in `audio`; optional `top_k`,
-    `window_s`, `hop_s` fields."""
-
-    audio: Path
-    top_k: TopK = None
-    window_s: WindowS = None
-    hop_s: HopS = None
-
-    # Parsed here rather than by BentoML 1.4, whose multipart parser answers 500 to a text `audio`
-    # field (it fetches it as a URL) and to an extra binary field (it parses it as JSON).
-
-    @classmethod
-    async def from_http_request(cls, request: Request, serde: Any) -> AudioUpload:
-        form = await request.form()
-        fields = {name: form[name] for name in cls.model_fields if form.get(name) not in (None, "")}
-        return cls.model_validate(fields)
-
-
-class SamplesInput(bentoml.IODescriptor):
-    """JSON: `samples`, `sampling_rate`; optional `top_k`, `window_s`, `hop_s`."""
-
-    samples: Samples
-    sampling_rate: SamplingRate
-    top_k: TopK = None
-    window_s: WindowS = None
-    hop_s: HopS = None
-
-    # Always parsed as JSON: BentoML 1.4 would parse a multipart body with a binary part into a 500.
-
-    @classmethod
-    async def from_http_request(cls, request: Request, serde: Any) -> SamplesInput:
-        return cls.model_validate_json(await request.body() or b"{}")
 
 
 def _connection_lost(err: Exception) -> bool:
@@ -82,9 +42,10 @@ def _connection_lost(err: Exception) -> bool:
     return isinstance(err, aiohttp.ClientConnectionError) or str(err) == "Connection closed."
 
 
-def _error(ctx: bentoml.Context, err: AudioError) -> dict[str, Any]:
+def _error(ctx: bentoml.Context, err: AudioError, path: Path | None = None) -> dict[str, Any]:
+    """The 4xx answer; it calls an upload "upload", not by the path of the server's temporary copy."""
     ctx.response.status_code = err.status
-    return {"error": str(err)}
+    return {"error": str(err).replace(str(path), "upload") if path else str(err)}
 
 
 # Mounted the way that works with BentoML 1.4 + Gradio 6 (bentoml.gradio.mount_gradio_app 500s).
@@ -136,7 +97,9 @@ class EmotionClassifier:
         return {**answer, "model": self.model_tag}
 
     def classify_file(self, path: str | Path, options: Options) -> dict[str, Any]:
-        """Decode (any format, rate, channels; bounded by SER_MAX_SECONDS) and classify."""
+        """Decode (any format, rate, channels; bounded by SER_MAX_SECONDS) and classify; a WAV file
+        whose header does not match its length is refused first."""
+        check_wav(path, SETTINGS.max_seconds, name=str(path))
         return self.classify_wave(load_audio(path, max_seconds=SETTINGS.max_seconds), options)
 
     @bentoml.api(route="/classify", input_spec=AudioUpload)
@@ -157,7 +120,7 @@ class EmotionClassifier:
         try:
             return self.classify_file(audio, Options(top_k, window_s, hop_s))
         except AudioError as err:
-            return _error(ctx, err)
+            return _error(ctx, err, audio)
 
     @bentoml.api(route="/classify_array", input_spec=SamplesInput)
     def classify_array(
@@ -176,18 +139,22 @@ class EmotionClassifier:
         except AudioError as err:
             return _error(ctx, err)
 
-    @bentoml.api(route="/info")
+    @bentoml.api(route="/info", input_spec=NoInput)
     def info(self) -> dict[str, Any]:
-        """The served model, its labels and the request limits."""
+        """The served model, its labels, where and at what precision it runs, and the request limits."""
         return {
             "model": self.model_tag,
             "labels": LABELS,
+            "precision": SETTINGS.model_precision,
+            "device": SETTINGS.device,
             "sampling_rate": TARGET_SAMPLING_RATE,
             "max_seconds": SETTINGS.max_seconds,
             "max_upload_mb": SETTINGS.max_upload_bytes / 2**20,
         }
 
 
+# Outermost first: every error answer is `{"error": ...}`, then request bodies are bounded.
+EmotionClassifier.add_asgi_middleware(JSONErrors, skip_prefixes=("/ui",))
 EmotionClassifier.add_asgi_middleware(
     UploadLimit, max_bytes=SETTINGS.max_upload_bytes, paths=("/classify", "/classify_array")
 )

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from pipeline.config import QUANTIZATIONS
+import torch
+
+from pipeline.config import PRECISIONS
 from pipeline.errors import ConfigError
 from pipeline.export import served_tag
+from pipeline.inference import resolve_precision
 
 
 def _env_number(name: str, default: float) -> float:
@@ -18,10 +21,10 @@ def _env_number(name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {value!r}") from None
 
 
-def _env_choice(name: str, choices: tuple[str, ...]) -> str | None:
-    value = os.environ.get(name, "") or None
-    if value is not None and value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)} or empty, got {value!r}")
+def _env_choice(name: str, choices: tuple[str, ...]) -> str:
+    value = os.environ.get(name, "") or choices[0]
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return value
 
 
@@ -32,7 +35,8 @@ class Settings:
     max_upload_bytes: int  # SER_MAX_UPLOAD_MB: larger request bodies get 413
     max_batch_size: int  # SER_MAX_BATCH_SIZE: clips per batched model call
     max_latency_ms: int  # SER_MAX_LATENCY_MS: a queued clip waits at most this long before 503
-    quantize: str | None  # SER_QUANTIZE: "int8" for dynamic int8 linear layers; empty for fp32
+    precision: str  # SER_PRECISION: auto (bf16 where native, else fp32), fp32, bf16 or int8
+    device: str  # SER_DEVICE: where the model runs (default: cuda when a GPU is visible, else cpu)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -42,8 +46,14 @@ class Settings:
             max_upload_bytes=int(_env_number("SER_MAX_UPLOAD_MB", 20) * 2**20),
             max_batch_size=int(_env_number("SER_MAX_BATCH_SIZE", 16)),
             max_latency_ms=int(_env_number("SER_MAX_LATENCY_MS", 60_000)),
-            quantize=_env_choice("SER_QUANTIZE", QUANTIZATIONS),
+            precision=_env_choice("SER_PRECISION", PRECISIONS),
+            device=os.environ.get("SER_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu"),
         )
+
+    @property
+    def model_precision(self) -> str:
+        """The precision the model service runs at ("auto" resolved for `device`)."""
+        return resolve_precision(self.precision, torch.device(self.device))
 
 
 SETTINGS = Settings.from_env()

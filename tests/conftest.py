@@ -63,7 +63,9 @@ def trained(prepared, tmp_path_factory) -> Path:
 
 # The served model: a tiny random wav2vec2-base style checkpoint (group-norm encoder, no attention
 # mask: the hard case for batching), registered once and served once for the whole session.
-SERVICE_LIMITS = {"SER_MAX_SECONDS": "20", "SER_MAX_UPLOAD_MB": "4"}
+# fp32, so that answers can be compared with the in-process predictor to 1e-4 (the journey test
+# serves at the default precision).
+SERVICE_ENV = {"SER_MAX_SECONDS": "20", "SER_MAX_UPLOAD_MB": "4", "SER_PRECISION": "fp32"}
 
 
 @pytest.fixture(scope="session")
@@ -92,7 +94,7 @@ def server(store) -> str:
     from pipeline.serving import running_service
 
     home, tag = store
-    with running_service(tag, home, env=SERVICE_LIMITS) as url:
+    with running_service(tag, home, env=SERVICE_ENV) as url:
         yield url
 
 
@@ -101,7 +103,7 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     from helpers import write_tone
 
     d = tmp_path_factory.mktemp("clips")
-    seconds = float(SERVICE_LIMITS["SER_MAX_SECONDS"])
+    seconds = float(SERVICE_ENV["SER_MAX_SECONDS"])
     return {
         "wav": write_tone(d / "mono16k.wav", seconds=1.5),
         "flac": write_tone(d / "stereo44k.flac", sr=44_100, channels=2, f0=220),

@@ -1,9 +1,12 @@
-"""Reusable test helpers: a tiny random checkpoint and synthetic audio (servers: pipeline.serving)."""
+"""Reusable test helpers: a tiny random checkpoint, synthetic audio and requests to the server (servers:
+pipeline.serving)."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+import httpx
 import numpy as np
 import soundfile as sf
 
@@ -52,3 +55,37 @@ def write_tone(path: str | Path, fmt: str | None = None, **tone_kwargs) -> Path:
     sr = tone_kwargs.get("sr", 16_000)
     sf.write(str(path), tone(**tone_kwargs), sr, format=fmt)
     return Path(path)
+
+
+def wav_bytes(seconds: float = 1.0, **tone_kwargs) -> bytes:
+    """`tone(seconds, **tone_kwargs)` as the bytes of a 16-bit WAV file."""
+    buffer = io.BytesIO()
+    sf.write(
+        buffer, tone(seconds, **tone_kwargs), tone_kwargs.get("sr", 16_000), format="WAV", subtype="PCM_16"
+    )
+    return buffer.getvalue()
+
+
+def post_audio(url: str, filename: str, content: bytes, field: str = "audio", **form) -> httpx.Response:
+    """POST /classify with `content` as the file field `field` and `form` as text fields."""
+    return httpx.post(
+        f"{url}/classify",
+        files={field: (filename, content, "application/octet-stream")},
+        data={k: str(v) for k, v in form.items()},
+        timeout=60,
+    )
+
+
+def post_array(url: str, samples, sampling_rate=16_000, **fields) -> httpx.Response:
+    """POST /classify_array with a JSON body."""
+    body = {"samples": samples, "sampling_rate": sampling_rate, **fields}
+    return httpx.post(f"{url}/classify_array", json=body, timeout=60)
+
+
+def assert_error(response: httpx.Response, status: int) -> str:
+    """The answer is `status` with a JSON body {"error": "<non-empty message>"}; returns the message."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json"), response.headers
+    body = response.json()
+    assert isinstance(body, dict) and isinstance(body.get("error"), str) and body["error"].strip(), body
+    return body["error"]

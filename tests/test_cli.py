@@ -57,11 +57,15 @@ def test_predict_answers_like_the_rest_api_with_options(trained, corpus):
     assert bad.returncode == 2 and bad.stderr.strip().endswith("top_k must be between 1 and 4, got 9")
 
 
-def test_evaluate_and_predict_quantized(trained, prepared, corpus):
+def test_evaluate_and_predict_at_each_precision(trained, prepared, corpus):
     args = ["--checkpoint", str(trained / "best")]
     fp32 = json.loads(ser("evaluate", *args, "--data", str(prepared), "--json").stdout)
-    int8 = json.loads(ser("evaluate", *args, "--data", str(prepared), "--json", "--quantize", "int8").stdout)
-    assert int8["samples"] == fp32["samples"] and abs(int8["accuracy"] - fp32["accuracy"]) <= 0.25
+    assert fp32["precision"] == "fp32"
     clip = str(next(corpus.glob("*/*.wav")))
-    answer = json.loads(ser("predict", *args, "--quantize", "int8", clip).stdout)
-    assert abs(sum(answer["scores"].values()) - 1) < 1e-5
+    for precision in ("int8", "bf16"):
+        reduced = ser("evaluate", *args, "--data", str(prepared), "--json", "--precision", precision).stdout
+        reduced = json.loads(reduced)
+        assert reduced["precision"] == precision and reduced["samples"] == fp32["samples"]
+        assert abs(reduced["accuracy"] - fp32["accuracy"]) <= 0.25
+        answer = json.loads(ser("predict", *args, "--precision", precision, clip).stdout)
+        assert abs(sum(answer["scores"].values()) - 1) < 1e-5

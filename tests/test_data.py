@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import re
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from pipeline.audit import audit_records
 from pipeline.corpora import read_corpus
 from pipeline.errors import SerError
 from pipeline.features import PrepareConfig, load_prepared, prepare
@@ -90,5 +95,145 @@ def test_prepare_stops_when_most_files_are_bad(tmp_path):
         (corpus / "happy").mkdir(parents=True, exist_ok=True)
         (corpus / "happy" / f"bad{i}.wav").write_bytes(b"junk")
     sf.write(corpus / "happy" / "good.wav", np.full(16000, 0.1, dtype=np.float32), 16000)
-    with pytest.raises(SerError, match="could not be used"):
+    with pytest.raises(SerError, match="4 of 5 files could not be used .*: 4 × unreadable audio"):
         prepare([corpus], tmp_path / "out", PrepareConfig())
+    listed = json.loads((tmp_path / "out" / "problems.json").read_text())
+    assert sorted(p["path"].rsplit("/", 1)[-1] for p in listed) == [f"bad{i}.wav" for i in range(4)]
+
+
+def _manifest_corpus(root: Path) -> dict[str, list[str]]:
+    """The demo corpus (4 speakers x 4 emotions x 2 clips) listed in a manifest.csv, plus rows with
+    every problem a manifest can have; returns the problem rows' file names by class."""
+    synthesize_corpus(root, speakers=4, utterances=2, seed=0, progress=False)
+    metadata = csv.DictReader((root / "metadata.csv").read_text().splitlines())
+    speakers = {row["file"]: row["speaker"] for row in metadata}
+    rows = [(file, file.split("/")[0], speaker) for file, speaker in sorted(speakers.items())]
+    clip = root / rows[0][0]
+    (root / "extra").mkdir()
+    for name in ("hapy.wav", "angery.wav", "calm.wav", "nolabel.wav"):
+        shutil.copy(clip, root / "extra" / name)
+    (root / "extra" / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage")
+    rows += [
+        ("happy/gone.wav", "happy", "spk00"),  # missing
+        ("nowhere/else.wav", "sad", "spk01"),  # missing
+        ("extra/corrupt.wav", "angry", "spk02"),  # unreadable
+        ("extra/hapy.wav", "Hapy", "spk00"),  # misspelled (case does not matter)
+        ("extra/angery.wav", "angery", "spk01"),  # misspelled
+        ("extra/nolabel.wav", "", "spk02"),  # no label
+        ("extra/calm.wav", "calm", "spk03"),  # a real emotion, not among --labels
+        (rows[1][0], rows[1][1], rows[1][2]),  # listed twice, same label
+        (rows[2][0], "sad" if rows[2][1] != "sad" else "happy", rows[2][2]),  # conflicting labels
+    ]
+    with open(root / "manifest.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("path", "label", "speaker"), *rows])
+    return {
+        "missing": ["gone.wav", "else.wav"],
+        "unreadable": ["corrupt.wav"],
+        "misspelled": ["angery.wav", "hapy.wav"],
+        "unlabelled": ["nolabel.wav"],
+        "duplicate": [rows[1][0].rsplit("/", 1)[-1]],
+        "conflicting": [rows[2][0].rsplit("/", 1)[-1]],
+    }
+
+
+def test_prepare_reports_every_problem_of_a_manifest(tmp_path):
+    from conftest import ser
+
+    expected = _manifest_corpus(tmp_path / "corpus")
+    out = tmp_path / "out"
+    done = ser(
+        "prepare",
+        "--corpus", "csv",
+        "--data-dir", str(tmp_path / "corpus"),
+        "--out", str(out),
+        "--labels", "angry,happy,neutral,sad",
+        "--max-bad-fraction", "0.3",
+    )  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text())
+    found: dict[str, list[str]] = {}
+    for item in summary["skipped"]:
+        found.setdefault(item["problem"], []).append(item["path"].rsplit("/", 1)[-1])
+    assert {k: sorted(v) for k, v in found.items()} == {k: sorted(v) for k, v in expected.items()}
+    assert {k: v["count"] for k, v in summary["problems"].items()} == {k: len(v) for k, v in expected.items()}
+    assert summary["left_out_labels"] == {"calm": 1}
+    assert summary["candidate_files"] == 32 - 1 + 7  # the good clips less the conflicting one, the bad rows
+    report = (out / "report.txt").read_text()
+    assert report.strip() in done.stdout.strip()  # printed, and kept beside the data
+    assert "7 of 38 files left out (limit 30%):" in report
+    for title, count in [
+        ("missing file", 2),
+        ("unreadable audio", 1),
+        ("no label", 1),
+        ("misspelled label", 2),
+        ("conflicting labels", 1),
+        ("listed twice (kept once)", 1),
+    ]:
+        assert re.search(rf"^  {re.escape(title)} +{count}  e\.g\. /", report, re.M), (title, report)
+    assert "looks like a misspelling of 'happy'" in report and "not among --labels: calm (1)" in report
+    dataset, labels, _ = load_prepared(out)
+    paths = [p for split in dataset.values() for p in split["path"]]
+    assert len(paths) == len(set(paths)) == 31 and labels == ["angry", "happy", "neutral", "sad"]
+    names = {p.rsplit("/", 1)[-1] for p in paths}
+    assert set(expected["duplicate"]) <= names  # kept once
+    assert not names & {n for key, v in expected.items() if key != "duplicate" for n in v}
+
+
+def test_misspelled_labels_without_a_label_list(tmp_path):
+    rows = [
+        {"path": str(tmp_path / f"{label}{i}.wav"), "label": label}
+        for label in ("happy", "sad")
+        for i in range(5)
+    ]
+    rows += [
+        {"path": str(tmp_path / "x.wav"), "label": "hapy"},
+        {"path": str(tmp_path / "y.wav"), "label": "frustrated"},
+    ]
+    for row in rows:
+        Path(row["path"]).touch()
+    audit = audit_records(rows, [])
+    assert [(p["path"].rsplit("/", 1)[-1], p["problem"]) for p in audit.problems] == [("x.wav", "misspelled")]
+    assert {r["label"] for r in audit.records} == {"happy", "sad", "frustrated"}  # a label of its own is kept
+    with pytest.raises(SerError, match="did you mean sadd -> sad"):
+        audit_records(rows, ["happy", "sadd"])
+
+
+@pytest.mark.parametrize(
+    "manifest, message",
+    [
+        (
+            "path,label\ngone1.wav,happy\ngone2.wav,sad\n,sad\n",
+            r"none of the 3 listed files can be used \(3 × missing file\)",
+        ),
+        ("path,label\na.wav,happy\nb.wav,happy\n", r"only one label \(happy\) among the usable files"),
+        (
+            "path,label\na.wav,happy\na.wav,sad\nb.wav,sad\n",
+            "1 of 2 files could not be used .*1 × conflicting labels",
+        ),
+    ],
+    ids=["nothing-usable", "one-label", "conflicts"],
+)
+def test_prepare_stops_with_one_line_where_nothing_sensible_is_left(tmp_path, manifest, message):
+    for name in ("a.wav", "b.wav"):
+        sf.write(tmp_path / name, np.full(8000, 0.1, dtype=np.float32), 16000)
+    (tmp_path / "manifest.csv").write_text(manifest)
+    with pytest.raises(SerError, match=message):
+        prepare([tmp_path], tmp_path / "out", PrepareConfig())
+
+
+def test_prepare_cli_stops_with_one_line_and_lists_the_problems(tmp_path):
+    from conftest import ser
+
+    for name in ("a.wav", "b.wav"):
+        sf.write(tmp_path / name, np.full(8000, 0.1, dtype=np.float32), 16000)
+    (tmp_path / "manifest.csv").write_text("path,label\na.wav,happy\nb.wav,sad\nc.wav,sad\nd.wav,happy\n")
+    done = ser("prepare", "--data-dir", str(tmp_path), "--out", str(tmp_path / "out"), check=False)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "2 of 4 files could not be used (limit 20%): 2 × missing file; first: " in lines[0]
+    assert f"all are listed in {tmp_path / 'out' / 'problems.json'}" in lines[0]
+    listed = json.loads((tmp_path / "out" / "problems.json").read_text())
+    assert [(p["path"].rsplit("/", 1)[-1], p["problem"]) for p in listed] == [
+        ("c.wav", "missing"),
+        ("d.wav", "missing"),
+    ]

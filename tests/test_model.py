@@ -9,7 +9,7 @@ from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
 from pipeline.config import ModelConfig
 from pipeline.errors import ConfigError
-from pipeline.inference import Predictor
+from pipeline.inference import Predictor, resolve_precision
 from pipeline.model import build_feature_extractor, build_model
 
 LABELS = ["angry", "happy", "neutral", "sad"]
@@ -57,17 +57,32 @@ def test_batched_equals_single(norm, mask):
     assert all(p.label in LABELS and abs(sum(p.scores.values()) - 1) < 1e-5 for p in predictions)
 
 
-def test_int8_quantization_keeps_the_answers_close(tmp_path):
-    """Dynamic int8: linear layers replaced, probabilities within a few hundredths of fp32."""
+@pytest.mark.parametrize("precision", ["int8", "bf16"])
+def test_reduced_precision_keeps_the_answers_close(tmp_path, precision):
+    """int8 replaces every linear layer; bf16 runs under autocast; both stay within a few
+    hundredths of fp32."""
     from helpers import make_tiny_checkpoint
 
     checkpoint = make_tiny_checkpoint(tmp_path / "ckpt")
-    fp32 = Predictor.from_pretrained(checkpoint)
-    int8 = Predictor.from_pretrained(checkpoint, quantize="int8")
-    assert type(int8.model.classifier).__module__.startswith("torch.ao.nn.quantized")
-    assert not any(type(m) is torch.nn.Linear for m in int8.model.modules())
+    fp32 = Predictor.from_pretrained(checkpoint, precision="fp32")
+    reduced = Predictor.from_pretrained(checkpoint, precision=precision)
+    assert (fp32.precision, reduced.precision) == ("fp32", precision)
+    quantized = type(reduced.model.classifier).__module__.startswith("torch.ao.nn.quantized")
+    assert quantized == (precision == "int8")
+    assert any(type(m) is torch.nn.Linear for m in reduced.model.modules()) == (precision != "int8")
     rng = np.random.default_rng(0)
     waves = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (8000, 16000)]
-    assert np.abs(int8.probabilities(waves) - fp32.probabilities(waves)).max() < 0.02
-    with pytest.raises(ConfigError, match="unknown quantization"):
-        Predictor.from_pretrained(checkpoint, quantize="int4")
+    difference = np.abs(reduced.probabilities(waves) - fp32.probabilities(waves)).max()
+    assert 0 < difference < 0.02
+
+
+def test_auto_precision_is_bf16_only_where_the_hardware_has_it(monkeypatch):
+    cpu = torch.device("cpu")
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda native=native: native)
+        assert resolve_precision("auto", cpu) == expected
+    assert resolve_precision("int8", cpu) == "int8"
+    with pytest.raises(ConfigError, match="unknown precision 'int4'"):
+        resolve_precision("int4", cpu)
+    with pytest.raises(ConfigError, match="CPU only"):
+        resolve_precision("int8", torch.device("cuda"))

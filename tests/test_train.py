@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -17,10 +18,24 @@ from sklearn.metrics import precision_recall_fscore_support, recall_score
 from sklearn.utils.class_weight import compute_class_weight
 
 from pipeline.batching import LengthGroupedBatches
-from pipeline.checkpoint import STATE_FILE, checkpoint_dirs, prune_checkpoints
+from pipeline.checkpoint import (
+    STATE_FILE,
+    checkpoint_dirs,
+    fresh_temp_dir,
+    load_training_state,
+    prune_checkpoints,
+    publish_dir,
+    recover_checkpoints,
+    recover_dir,
+    rng_state,
+    save_model_dir,
+    save_training_state,
+    step_dir,
+    trainer_state,
+)
 from pipeline.config import ModelConfig, TrainConfig
 from pipeline.emotion_metric import evaluate_predictions
-from pipeline.model import build_model
+from pipeline.model import build_feature_extractor, build_model, load_checkpoint
 from pipeline.optim import build_optimizer, build_scheduler, class_weights
 
 LABELS = ["angry", "happy", "neutral", "sad"]
@@ -143,36 +158,249 @@ def test_sanity_report_describes_the_first_batch(prepared, tmp_path):
     assert sum(report["label_balance"]["train"].values()) == 48
 
 
-def _run_until_killed(args: list[str], marker, timeout: float = 300) -> None:
-    """Starts `ser train`, SIGKILLs it as soon as `marker()` is true."""
+# Kill-and-resume runs: 4 epochs of 6 steps, a full checkpoint every 4 steps and at each validation.
+KILL_ARGS = [*TINY_TRAIN, *QUIET, "train.epochs=4", "train.save_every=4"]
+
+# Prepended to `ser train` to sleep after every file a checkpoint write makes, so that a kill can
+# land inside one (the numbers do not change: only time passes).
+SLOW_WRITES = """
+import time
+
+import torch
+from transformers import PreTrainedModel
+from transformers.feature_extraction_utils import FeatureExtractionMixin
+
+import pipeline.checkpoint as checkpoint
+
+
+def slowed(write):
+    def wrapper(*args, **kwargs):
+        result = write(*args, **kwargs)
+        time.sleep({pause})
+        return result
+
+    return wrapper
+
+
+checkpoint.save_file = slowed(checkpoint.save_file)
+torch.save = slowed(torch.save)
+PreTrainedModel.save_pretrained = slowed(PreTrainedModel.save_pretrained)
+FeatureExtractionMixin.save_pretrained = slowed(FeatureExtractionMixin.save_pretrained)
+"""
+
+
+def _run_until_killed(
+    args: list[str], marker, timeout: float = 300, delay: float = 0, pause: float = 0
+) -> bool:
+    """Starts `ser train`, SIGKILLs it `delay` seconds after `marker()` is true; False if it ended
+    first. `pause` > 0 sleeps that long after every file of a checkpoint is written."""
+    code = (SLOW_WRITES.format(pause=pause) if pause else "") + (
+        "import sys\nfrom pipeline.cli import main\nsys.exit(main(['train', *sys.argv[1:]]))\n"
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "train", *args],
+        [sys.executable, "-c", code, *args],
         cwd=REPO_ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + timeout
     while not marker() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert proc.poll() is None, "training ended before it could be killed"
+        time.sleep(0.01)
+    time.sleep(delay)
+    if proc.poll() is not None:
+        return False
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    return True
 
 
-def test_kill_and_resume_ends_with_the_metrics_of_an_uninterrupted_run(prepared, tmp_path):
-    args = ["--data", str(prepared), *TINY_TRAIN, *QUIET, "train.epochs=3", "train.save_every=4"]
-    ser("train", *args, "--output-dir", str(tmp_path / "straight"))
-    resumed = tmp_path / "resumed"
-    _run_until_killed(
-        [*args, "--output-dir", str(resumed)], lambda: (resumed / "checkpoints" / "step-0000008").is_dir()
-    )
-    assert not (resumed / "metrics.json").exists()
-    ser("train", *args, "--output-dir", str(resumed), "--resume")
-    straight = json.loads((tmp_path / "straight" / "metrics.json").read_text())
-    again = json.loads((resumed / "metrics.json").read_text())
+@pytest.fixture(scope="module")
+def straight_run(prepared, tmp_path_factory) -> dict:
+    """metrics.json of an uninterrupted run with the kill tests' settings."""
+    out = tmp_path_factory.mktemp("straight")
+    ser("train", "--data", str(prepared), *KILL_ARGS, "--output-dir", str(out))
+    return json.loads((out / "metrics.json").read_text())
+
+
+def _assert_same_run(again: dict, straight: dict) -> None:
     assert [h["val_loss"] for h in again["history"]] == [h["val_loss"] for h in straight["history"]]
     assert again["train_log"] == straight["train_log"]
     assert again["test"] == straight["test"]
+
+
+def test_kill_and_resume_ends_with_the_metrics_of_an_uninterrupted_run(prepared, straight_run, tmp_path):
+    args = ["--data", str(prepared), *KILL_ARGS, "--output-dir", str(tmp_path)]
+    assert _run_until_killed(args, lambda: (tmp_path / "checkpoints" / "step-0000008").is_dir())
+    assert not (tmp_path / "metrics.json").exists()
+    ser("train", *args, "--resume")
+    _assert_same_run(json.loads((tmp_path / "metrics.json").read_text()), straight_run)
+
+
+def _assert_intact(out, clip: np.ndarray) -> None:
+    """What no kill may break: best/ (when there is one) loads and predicts, and every checkpoint
+    `--resume` could pick is complete and loads (weights, optimizer, scheduler, RNG)."""
+    from transformers import AutoFeatureExtractor
+
+    best = out / "best"
+    if best.exists():
+        model = load_checkpoint(best)
+        inputs = AutoFeatureExtractor.from_pretrained(best)(clip, sampling_rate=16000, return_tensors="pt")
+        with torch.no_grad():
+            probabilities = model(**inputs).logits.softmax(-1)
+        assert probabilities.shape == (1, len(LABELS)) and torch.isfinite(probabilities).all()
+    root = out / "checkpoints"
+    visible = sorted(root.glob("step-*"))
+    assert checkpoint_dirs(root) == visible, "a step-N directory without its state file is visible"
+    for path in visible:
+        assert trainer_state(path)["state"]["step"] == int(path.name.removeprefix("step-"))
+        load_training_state(path, ["optimizer", "scheduler", "rng_0"])
+
+
+def _newest_step(root) -> int:
+    found = checkpoint_dirs(root)
+    return int(found[-1].name.removeprefix("step-")) if found else 0
+
+
+def _writing_checkpoint_after(root, step: int) -> bool:
+    """A checkpoint of a step after `step` is being written (its temporary directory exists)."""
+    return any(int(p.name.split(".")[1].removeprefix("step-")) > step for p in root.glob(".step-*.tmp"))
+
+
+@pytest.mark.slow
+def test_repeated_kills_at_random_moments_then_resume_completes(prepared, straight_run, tmp_path):
+    """Four SIGKILLs at moments drawn from a seeded RNG: inside the first write of best/, inside a
+    full-state checkpoint write (both slowed down so that the kill lands there), and twice at a random
+    time after a new checkpoint. After each, `ser train --resume` goes on; the last one finishes with
+    exactly the metrics of an uninterrupted run."""
+    rng = random.Random(1123)
+    out, pause = tmp_path / "run", 0.3
+    root = out / "checkpoints"
+    args = ["--data", str(prepared), *KILL_ARGS, "--output-dir", str(out), "--resume"]
+    clip = np.sin(np.arange(16000, dtype=np.float32) / 7)
+    kills = []
+    for what in ("best/ write", "checkpoint write", "random", "random"):
+        start = _newest_step(root)
+        if what == "best/ write":  # the first validation always writes best/
+            marker, delay, trace = (lambda: (out / ".best.tmp").is_dir()), rng.uniform(0, 0.4), ".best.tmp"
+        elif what == "checkpoint write":
+            marker, delay = (lambda start=start: _writing_checkpoint_after(root, start)), rng.uniform(0, 0.9)
+            trace = "checkpoints/.step-*.tmp"
+        else:
+            marker, delay, trace = (lambda start=start: _newest_step(root) > start), rng.uniform(0, 1.5), None
+        assert _run_until_killed(args, marker, delay=delay, pause=pause), (
+            f"the run ended before the kill ({what})"
+        )
+        if trace:
+            assert list(out.glob(trace)), f"the kill ({what}) did not land inside the write"
+        _assert_intact(out, clip)
+        kills.append((what, start, _newest_step(root)))
+    print("kills (what, resumed from step, newest complete checkpoint after the kill):", kills)
+    done = ser("train", *args)
+    assert f"resuming from {root / f'step-{kills[-1][2]:07d}'}" in done.stdout
+    _assert_same_run(json.loads((out / "metrics.json").read_text()), straight_run)
+    _assert_intact(out, clip)
+    assert not list(out.glob(".*.tmp")) and not list(root.glob(".*"))
+
+
+# Crash points: a forked child SIGKILLs itself just before its n-th call of one of these, for n = 1, 2,
+# ... until the write completes, so that every intermediate state on disk is met once.
+CRASH_POINTS = ("fsync", "rename", "replace", "unlink", "remove", "rmdir")
+
+
+def _crash_at(n: int, write) -> bool:
+    """Runs `write()` in a forked child killed just before its n-th crash point; False if it finished."""
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            calls = [0]
+
+            def dying(original):
+                def wrapper(*args, **kwargs):
+                    calls[0] += 1
+                    if calls[0] == n:
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    return original(*args, **kwargs)
+
+                return wrapper
+
+            for name in CRASH_POINTS:
+                setattr(os, name, dying(getattr(os, name)))
+            write()
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    deadline = time.monotonic() + 60
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail(f"the child writing with crash point {n} hung")
+        time.sleep(0.005)
+    status = done[1]
+    if os.WIFSIGNALED(status):
+        assert os.WTERMSIG(status) == signal.SIGKILL
+        return True
+    assert os.WEXITSTATUS(status) == 0, "the write failed in the child"
+    return False
+
+
+def test_a_crash_anywhere_in_replacing_best_leaves_one_complete_version(tmp_path):
+    torch.manual_seed(0)
+    old, new = build_model(ModelConfig(), LABELS), build_model(ModelConfig(), LABELS)
+    extractor = build_feature_extractor(ModelConfig())
+
+    def version(best) -> str:
+        weight = load_checkpoint(best).classifier.weight
+        return "old" if torch.equal(weight, old.classifier.weight) else "new"
+
+    seen, missing = [], 0
+    for n in range(1, 100):
+        best = tmp_path / str(n) / "best"
+        save_model_dir(old, extractor, best)
+        killed = _crash_at(n, lambda best=best: save_model_dir(new, extractor, best))
+        if best.exists():
+            seen.append(version(best))  # as a reader finds it, before any repair
+        else:
+            missing += 1  # killed between the two renames: the old version waits aside
+        recover_dir(best)  # what `ser train` does first
+        assert version(best) in ("old", "new") and not list(best.parent.glob(".best*"))
+        if not killed:
+            assert version(best) == "new"
+            break
+    assert n > 8 and {"old", "new"} <= set(seen) and missing >= 1, (n, seen, missing)
+
+
+def test_a_crash_anywhere_in_saving_a_training_state_never_exposes_a_partial_one(tmp_path):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(), LABELS)
+    optimizer = build_optimizer(model, TrainConfig())
+    states = {"optimizer": optimizer.state_dict(), "rng_0": rng_state()}
+
+    def save(root, step):
+        target = step_dir(root, step)
+        tmp = fresh_temp_dir(target)
+        save_training_state(
+            tmp, model_state=model.state_dict(), states=states, trainer_state={"state": {"step": step}}
+        )
+        publish_dir(tmp, target)
+        prune_checkpoints(root, keep=2)
+
+    for n in range(1, 200):
+        root = tmp_path / str(n)
+        save(root, 10)
+        save(root, 20)
+        killed = _crash_at(n, lambda root=root: save(root, 30))
+        visible = sorted(root.glob("step-*"))
+        assert checkpoint_dirs(root) == visible, (n, [p.name for p in root.iterdir()])
+        assert _newest_step(root) in (20, 30)
+        for path in visible:
+            load_training_state(path, ["optimizer", "rng_0"])
+        recover_checkpoints(root)
+        assert not list(root.glob(".*")) and _newest_step(root) in (20, 30)
+        if not killed:
+            assert [p.name for p in visible] == ["step-0000020", "step-0000030"]
+            break
+    assert n > 10
 
 
 def test_two_processes_evaluate_every_sample_exactly_once(prepared, tmp_path):

@@ -1,0 +1,185 @@
+"""The API's request bodies, parsed and validated before an API method runs.
+
+Parsed here rather than by BentoML 1.4, whose multipart parser answers 500 to a text `audio` field
+(it fetches it as a URL), to an extra binary field (it parses it as JSON) and to a malformed
+multipart body, and which parses a multipart body sent to a JSON endpoint into a 500 too.
+
+Strict: query parameters, unknown fields and repeated fields are refused (400) with a message that
+names the accepted fields; the OpenAPI schemas say so (`additionalProperties: false`). Every
+refusal is a pydantic ValidationError, which BentoML answers with 400 (`service/errors.py` turns its
+body into a readable `error`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any
+
+import bentoml
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+
+from pipeline.audio import MAX_SAMPLING_RATE, MIN_SAMPLING_RATE
+from pipeline.timeline import MIN_HOP_S, MIN_WINDOW_S
+
+
+def _not_a_bool(value: Any) -> Any:
+    """pydantic would read true as 1: a rate, a count or seconds is never true or false."""
+    if isinstance(value, bool):
+        raise ValueError("a number is expected, not true or false")
+    return value
+
+
+NotBool = BeforeValidator(_not_a_bool)
+
+
+def _described(text: str, **bounds: float) -> Any:
+    """A description, and bounds the schema documents but pydantic does not enforce: values outside
+    get the API's own 422 with its message (`pipeline.timeline.Options`, `pipeline.audio`)."""
+    return Field(description=text, json_schema_extra=bounds or None)
+
+
+TopK = Annotated[
+    int | None, NotBool, _described("answer only the k most probable labels, best first", minimum=1)
+]
+WindowS = Annotated[
+    float | None, NotBool, _described("add a timeline of windows this long (seconds)", minimum=MIN_WINDOW_S)
+]
+HopS = Annotated[
+    float | None, NotBool, _described("seconds between window starts (default: window_s)", minimum=MIN_HOP_S)
+]
+Samples = Annotated[list[float] | list[list[float]], _described("mono, or frames of channels")]
+SamplingRate = Annotated[
+    int,
+    NotBool,
+    _described("samples per second", minimum=MIN_SAMPLING_RATE, maximum=MAX_SAMPLING_RATE),
+]
+
+
+def refusal(title: str, message: str) -> ValidationError:
+    """A ValidationError carrying `message`, which says it all (BentoML answers it with 400)."""
+    error = InitErrorDetails(type=PydanticCustomError("bad_request", message), loc=(), input=None)
+    return ValidationError.from_exception_data(title, [error])
+
+
+CUT_OFF = "the request was cut off: the client disconnected before its body was complete"
+
+
+async def _body(cls: type, request: Request) -> bytes:
+    """The JSON body (`{}` when empty); a client that hangs up mid-body gets a 400 in the log, not a 500."""
+    try:
+        return await request.body() or b"{}"
+    except ClientDisconnect:
+        raise refusal(cls.__name__, CUT_OFF) from None
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _upload_name(filename: str | None) -> str:
+    """The name an upload is stored under: "upload" plus its extension. BentoML names its temporary
+    copy after the upload, where a long or odd name would fail; the decoder may use the extension."""
+    suffix = Path(filename or "").suffix
+    return "upload" + suffix if re.fullmatch(r"\.[A-Za-z0-9]{1,8}", suffix) else "upload"
+
+
+class StrictInput(bentoml.IODescriptor):
+    """A request body that refuses query parameters and fields it does not know."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @classmethod
+    def _accepted(cls) -> str:
+        return f"the fields are {', '.join(cls.model_fields)}" if cls.model_fields else "it takes no fields"
+
+    @classmethod
+    def _refuse_query(cls, request: Request) -> None:
+        if request.query_params:
+            names = ", ".join(sorted(set(request.query_params)))
+            raise refusal(
+                cls.__name__,
+                f"unknown query parameter(s) {names}: {request.url.path} takes no query parameters "
+                f"({cls._accepted()}, in the body)",
+            )
+
+    @classmethod
+    def _validated(cls, data: dict[str, Any] | bytes) -> StrictInput:
+        """`data` (a dict, or a JSON body) validated; unknown fields refused by name."""
+        try:
+            return cls.model_validate(data) if isinstance(data, dict) else cls.model_validate_json(data)
+        except ValidationError as err:
+            unknown = [str(e["loc"][0]) for e in err.errors() if e["type"] == "extra_forbidden" and e["loc"]]
+            if not unknown:
+                raise
+            names = ", ".join(unknown)
+            raise refusal(cls.__name__, f"unknown field(s) {names}: {cls._accepted()}") from None
+
+
+class AudioUpload(StrictInput):
+    """Multipart form: the audio file (WAV, FLAC, OGG, MP3) in `audio`; optional `top_k`,
+    `window_s`, `hop_s` fields."""
+
+    audio: Path
+    top_k: TopK = None
+    window_s: WindowS = None
+    hop_s: HopS = None
+
+    @classmethod
+    async def from_http_request(cls, request: Request, serde: Any) -> AudioUpload:
+        cls._refuse_query(request)
+        if _media_type(request) != "multipart/form-data":
+            raise refusal(
+                cls.__name__,
+                "send a multipart/form-data body with the clip in the file field 'audio' "
+                f"(this one is {_media_type(request) or 'without a Content-Type'})",
+            )
+        try:
+            form = await request.form()
+        except HTTPException as err:  # Starlette's answer to a malformed multipart body
+            raise refusal(cls.__name__, f"malformed multipart body: {err.detail}") from None
+        except ClientDisconnect:
+            raise refusal(cls.__name__, CUT_OFF) from None
+        repeated = sorted(name for name, n in Counter(k for k, _ in form.multi_items()).items() if n > 1)
+        if repeated:
+            raise refusal(cls.__name__, f"field(s) given more than once: {', '.join(repeated)}")
+        if isinstance(form.get("audio"), str):
+            raise refusal(cls.__name__, "the field 'audio' must be a file (a part with a filename), not text")
+        fields = {}
+        for name, value in form.items():
+            if isinstance(value, UploadFile):
+                value.filename = _upload_name(value.filename)
+            if value != "":  # an empty optional field means "not given"
+                fields[name] = value
+        return cls._validated(fields)
+
+
+class SamplesInput(StrictInput):
+    """JSON: `samples`, `sampling_rate`; optional `top_k`, `window_s`, `hop_s`."""
+
+    samples: Samples
+    sampling_rate: SamplingRate
+    top_k: TopK = None
+    window_s: WindowS = None
+    hop_s: HopS = None
+
+    @classmethod
+    async def from_http_request(cls, request: Request, serde: Any) -> SamplesInput:
+        cls._refuse_query(request)
+        if _media_type(request) == "multipart/form-data":
+            raise refusal(cls.__name__, "send a JSON body (files go to /classify)")
+        return cls._validated(await _body(cls, request))
+
+
+class NoInput(StrictInput):
+    """No fields: an empty body, or `{}`."""
+
+    @classmethod
+    async def from_http_request(cls, request: Request, serde: Any) -> NoInput:
+        cls._refuse_query(request)
+        return cls._validated(await _body(cls, request))

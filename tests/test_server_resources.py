@@ -1,0 +1,158 @@
+"""The server's resources stay bounded: uploads leave no temporary files behind, and resident memory
+is flat over a soak of 3,000 requests at concurrency 16 (figures: test-artifacts/soak.json).
+
+A server of its own, with TMPDIR pointing to an empty directory and its process id known."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import psutil
+import pytest
+from conftest import REPO_ROOT, SERVICE_ENV
+from helpers import LABELS, post_audio, tone, wav_bytes
+
+ARTIFACTS = Path(os.environ.get("SER_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts"))
+WARM_UP_REQUESTS, SOAK_REQUESTS, CONCURRENCY = 300, 3000, 16
+MAX_RSS_CHANGE = 0.10
+
+
+@pytest.fixture(scope="module")
+def own_server(store, tmp_path_factory):
+    from pipeline.serving import service_process
+
+    home, tag = store
+    tmpdir = tmp_path_factory.mktemp("server-tmp")
+    with service_process(tag, home, env={**SERVICE_ENV, "TMPDIR": str(tmpdir)}) as service:
+        yield service, tmpdir
+
+
+def server_errors(url: str) -> float:
+    """Requests answered 5xx so far, from the Prometheus metrics (they count even the answers that
+    no client was left to read)."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    assert 'http_response_code="200"' in text  # the series this reads exist
+    return sum(
+        map(
+            float,
+            re.findall(r'bentoml_service_request_total\{[^}]*http_response_code="5\d\d"[^}]*\} (\S+)', text),
+        )
+    )
+
+
+def files_under(directory: Path) -> set[Path]:
+    return {path for path in directory.rglob("*") if path.is_file()}
+
+
+def disconnect_mid_upload(url: str) -> None:
+    """Send half of a multipart upload, then hang up."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as conn:
+        conn.sendall(
+            b"POST /classify HTTP/1.1\r\nHost: test\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+            b"Content-Length: 200000\r\n\r\n"
+            b'--x\r\nContent-Disposition: form-data; name="audio"; filename="a.wav"\r\n\r\n'
+            + wav_bytes(2.0)[:90_000]
+        )
+
+
+def test_uploads_leave_no_temporary_files(own_server):
+    service, tmpdir = own_server
+    before = files_under(tmpdir)  # what the server wrote at start-up (the demo's example clips)
+    good = [wav_bytes(1.0), wav_bytes(2.5, seed=1)]
+    bad = [b"", b"not audio" * 100, wav_bytes()[:44], b"RIFF" + bytes(5 * 2**20)]
+    for content in good + bad:
+        post_audio(service.url, "clip.wav", content)
+    post_audio(service.url, "clip.wav", wav_bytes(), top_k=0)  # decoded, then refused
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(
+            pool.map(lambda i: post_audio(service.url, f"{i}.wav", good[i % 2]).status_code, range(32))
+        )
+    assert statuses == [200] * 32
+    disconnect_mid_upload(service.url)
+    assert any(tmpdir.glob("bentoml-request-*")), "uploads did not go through TMPDIR: the test proves nothing"
+    deadline = time.monotonic() + 10  # a request's files are removed just after its answer is sent
+    while (left := files_under(tmpdir) - before) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, sorted(map(str, left))
+    assert post_audio(service.url, "clip.wav", good[0]).json()["label"] in LABELS
+    assert server_errors(service.url) == 0
+
+
+def tree_rss(pid: int) -> int:
+    """Resident memory of a process and all its descendants, in bytes."""
+    root = psutil.Process(pid)
+    total = 0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            total += process.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def request_bodies() -> list[tuple[str, bytes, dict[str, str]]]:
+    """Encoded once: uploads and arrays of short clips (0.5-1.2 s), alternating."""
+    bodies = []
+    for i in range(8):
+        seconds = 0.5 + 0.1 * i
+        upload = httpx.Request("POST", "http://x", files={"audio": (f"{i}.wav", wav_bytes(seconds, seed=i))})
+        bodies.append(("/classify", upload.read(), {"Content-Type": upload.headers["Content-Type"]}))
+        samples = json.dumps({"samples": tone(seconds, seed=i).tolist(), "sampling_rate": 16_000}).encode()
+        bodies.append(("/classify_array", samples, {"Content-Type": "application/json"}))
+    return bodies
+
+
+def load(client: httpx.Client, url: str, n: int) -> tuple[int, float]:
+    """`n` requests, at most CONCURRENCY in flight; (failed requests, seconds)."""
+    bodies = request_bodies()
+
+    def one(i: int) -> bool:
+        path, content, headers = bodies[i % len(bodies)]
+        try:
+            response = client.post(f"{url}{path}", content=content, headers=headers)
+            return response.status_code == 200 and response.json()["label"] in LABELS
+        except httpx.HTTPError:
+            return False
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        ok = list(pool.map(one, range(n)))
+    return ok.count(False), time.perf_counter() - started
+
+
+@pytest.mark.slow
+def test_soak_has_no_failures_and_flat_memory(own_server):
+    service, _ = own_server
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    with httpx.Client(timeout=120, limits=limits) as client:
+        warm_failures, _ = load(client, service.url, WARM_UP_REQUESTS)
+        time.sleep(1)
+        rss_warm = tree_rss(service.pid)
+        failures, seconds = load(client, service.url, SOAK_REQUESTS)
+        time.sleep(1)
+        rss_after = tree_rss(service.pid)
+    figures = {
+        "requests": SOAK_REQUESTS,
+        "concurrency": CONCURRENCY,
+        "failed": failures,
+        "seconds": round(seconds, 1),
+        "requests_per_s": round(SOAK_REQUESTS / seconds, 1),
+        "warm_up_requests": WARM_UP_REQUESTS,
+        "rss_after_warm_up_mb": round(rss_warm / 2**20, 1),
+        "rss_after_mb": round(rss_after / 2**20, 1),
+        "rss_change_pct": round(100 * (rss_after / rss_warm - 1), 2),
+    }
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "soak.json").write_text(json.dumps(figures, indent=2) + "\n")
+    print("soak:", json.dumps(figures))
+    assert warm_failures == 0 and failures == 0 and server_errors(service.url) == 0, figures
+    assert abs(rss_after / rss_warm - 1) <= MAX_RSS_CHANGE, figures
