@@ -13,8 +13,9 @@ import yaml
 
 from .errors import ConfigError
 
-# Inference precision of `ser predict/evaluate` and the service: auto = bf16 where the hardware runs it
-# natively (AVX512-BF16/AMX CPUs, CUDA GPUs with bf16), else fp32; int8 = dynamic int8 linear layers (CPU).
+# Inference precision of `ser predict/evaluate` and the service: auto = bf16 for models of 10 M
+# parameters or more where the hardware runs it natively (AVX512-BF16/AMX CPUs, CUDA GPUs with bf16),
+# else fp32; int8 = dynamic int8 linear layers (CPU).
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
 

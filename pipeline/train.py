@@ -428,7 +428,7 @@ def evaluate_checkpoint(
     if split not in dataset:
         raise SerError(f"no split {split!r} in {data_dir}; have {', '.join(dataset)}")
     model = load_checkpoint(checkpoint)
-    precision = resolve_precision(precision, PartialState().device)
+    precision = resolve_precision(precision, PartialState().device, model.num_parameters())
     if precision == "int8":
         model = quantized(model)
     if model_labels(model) != labels:

@@ -3,7 +3,8 @@ straightforward alternative, in one run, on loopback, with the same model and cl
 
 - ours: `bentoml serve service.service:EmotionClassifier` (decoding in the API service, the model in
   a separate service with adaptive batching) at each of --precisions (SER_PRECISION: fp32, bf16,
-  int8; the service's default, auto, is bf16 on CPUs with AVX512-BF16 or AMX and fp32 elsewhere);
+  int8; the service's default, auto, is bf16 for models of 10 M parameters or more on CPUs with
+  AVX512-BF16 or AMX, fp32 otherwise);
 - alternative: `transformers.pipeline("audio-classification")` called per request behind a minimal
   FastAPI app (`scripts/baseline_server.py`, uvicorn, FastAPI's thread pool).
 
@@ -42,7 +43,7 @@ from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSe
 
 from pipeline.allocator import retain_freed_memory
 from pipeline.config import ModelConfig
-from pipeline.inference import Predictor, autocast, resolve_precision
+from pipeline.inference import Predictor, autocast
 from pipeline.model import build_feature_extractor, build_model
 from pipeline.serving import REPO_ROOT, background_server, export_to_store, free_port, running_service
 from pipeline.synth import SAMPLING_RATE, make_speakers, synthesize_utterance
@@ -135,7 +136,7 @@ def measure(server: str, url: str, clips: list[bytes], requests: int, levels: li
         rps, latencies = asyncio.run(load(url, clips, requests, concurrency))
         results.append(Level(server, concurrency, rps, latencies))
         print(
-            f"  {server:<12} c={concurrency:<3} {rps:6.2f} req/s  p50 {np.percentile(latencies, 50):7.0f} ms",
+            f"  {server:<22} c={concurrency:<3} {rps:6.2f} req/s  p50 {np.percentile(latencies, 50):7.0f} ms",
             flush=True,
         )
     return results
@@ -143,6 +144,8 @@ def measure(server: str, url: str, clips: list[bytes], requests: int, levels: li
 
 def bench_model(kind: str, args, clips: list[bytes], tmp: Path) -> tuple[list[Level], dict[str, float]]:
     checkpoint = make_checkpoint(kind, tmp / kind / "checkpoint")
+    auto = Predictor.from_pretrained(checkpoint, precision="auto").precision
+    print(f"{kind}: the service's default precision (auto) on this machine: {auto}", flush=True)
     raw = {p: raw_forward_ms(checkpoint, clips[0], p) for p in args.precisions}
     print(f"{kind}: raw forward per 3-s clip, ms: {raw}", flush=True)
     home = tmp / kind / "bentoml"
@@ -150,7 +153,8 @@ def bench_model(kind: str, args, clips: list[bytes], tmp: Path) -> tuple[list[Le
     results = []
     for precision in args.precisions:
         with running_service(tag, home, env={"SER_PRECISION": precision}, timeout=300) as url:
-            results += measure(f"ours {precision}", f"{url}/classify", clips, args.requests, args.concurrency)
+            name = f"ours {precision}" + (" (default)" if precision == auto else "")
+            results += measure(name, f"{url}/classify", clips, args.requests, args.concurrency)
     port = free_port()
     command = [
         sys.executable,
@@ -197,7 +201,8 @@ def tables(by_model: dict[str, tuple[list[Level], dict[str, float]]]) -> list[st
     ]
     for model, (levels, raw) in by_model.items():
         for precision, forward_ms in raw.items():
-            ours = next(lv for lv in levels if lv.server == f"ours {precision}" and lv.concurrency == 1)
+            name = f"ours {precision}"
+            ours = next(lv for lv in levels if lv.server.startswith(name) and lv.concurrency == 1)
             p50 = ours.percentile(50)
             lines.append(
                 f"| {model} | {precision} | {forward_ms:.0f} | {p50:.0f} | {p50 / forward_ms - 1:+.0%} |"
@@ -247,8 +252,6 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     clips = make_clips(args.clips)
     retain_freed_memory()  # as the model service does, so the raw forward is measured like for like
-    default = resolve_precision("auto", torch.device("cpu"))
-    print(f"the service's default precision (auto) on this machine: {default}")
     with tempfile.TemporaryDirectory() as tmp:
         by_model = {kind: bench_model(kind, args, clips, Path(tmp)) for kind in args.models.split(",")}
     lines = tables(by_model)

@@ -96,7 +96,9 @@ class StrictInput(bentoml.IODescriptor):
 
     @classmethod
     def _accepted(cls) -> str:
-        return f"the fields are {', '.join(cls.model_fields)}" if cls.model_fields else "it takes no fields"
+        """The accepted fields, required ones first."""
+        names = sorted(cls.model_fields, key=lambda name: not cls.model_fields[name].is_required())
+        return f"the fields are {', '.join(names)}" if names else "it takes no fields"
 
     @classmethod
     def _refuse_query(cls, request: Request) -> None:
@@ -121,14 +123,19 @@ class StrictInput(bentoml.IODescriptor):
             raise refusal(cls.__name__, f"unknown field(s) {names}: {cls._accepted()}") from None
 
 
-class AudioUpload(StrictInput):
+class ClipOptions(StrictInput):
+    """The options both classify endpoints take."""
+
+    top_k: TopK = None
+    window_s: WindowS = None
+    hop_s: HopS = None
+
+
+class AudioUpload(ClipOptions):
     """Multipart form: the audio file (WAV, FLAC, OGG, MP3) in `audio`; optional `top_k`,
     `window_s`, `hop_s` fields."""
 
     audio: Path
-    top_k: TopK = None
-    window_s: WindowS = None
-    hop_s: HopS = None
 
     @classmethod
     async def from_http_request(cls, request: Request, serde: Any) -> AudioUpload:
@@ -159,14 +166,11 @@ class AudioUpload(StrictInput):
         return cls._validated(fields)
 
 
-class SamplesInput(StrictInput):
+class SamplesInput(ClipOptions):
     """JSON: `samples`, `sampling_rate`; optional `top_k`, `window_s`, `hop_s`."""
 
     samples: Samples
     sampling_rate: SamplingRate
-    top_k: TopK = None
-    window_s: WindowS = None
-    hop_s: HopS = None
 
     @classmethod
     async def from_http_request(cls, request: Request, serde: Any) -> SamplesInput:

@@ -10,7 +10,6 @@ import torch
 from pipeline.config import PRECISIONS
 from pipeline.errors import ConfigError
 from pipeline.export import served_tag
-from pipeline.inference import resolve_precision
 
 
 def _env_number(name: str, default: float) -> float:
@@ -33,9 +32,9 @@ class Settings:
     model_tag: str  # SER_MODEL_TAG: the BentoML model store tag (default ser-emotion:latest)
     max_seconds: float  # SER_MAX_SECONDS: longer clips get 422
     max_upload_bytes: int  # SER_MAX_UPLOAD_MB: larger request bodies get 413
-    max_batch_size: int  # SER_MAX_BATCH_SIZE: clips per batched model call
+    max_batch_size: int  # SER_MAX_BATCH_SIZE: clips per batched model call (1: no batching)
     max_latency_ms: int  # SER_MAX_LATENCY_MS: a queued clip waits at most this long before 503
-    precision: str  # SER_PRECISION: auto (bf16 where native, else fp32), fp32, bf16 or int8
+    precision: str  # SER_PRECISION: auto (bf16 for large models where native, else fp32), fp32, bf16, int8
     device: str  # SER_DEVICE: where the model runs (default: cuda when a GPU is visible, else cpu)
 
     @classmethod
@@ -50,10 +49,17 @@ class Settings:
             device=os.environ.get("SER_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu"),
         )
 
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1:
+            raise ConfigError(f"SER_MAX_BATCH_SIZE must be 1 or more, got {self.max_batch_size}")
+
     @property
-    def model_precision(self) -> str:
-        """The precision the model service runs at ("auto" resolved for `device`)."""
-        return resolve_precision(self.precision, torch.device(self.device))
+    def batching(self) -> dict:
+        """The model API's batching options for `bentoml.api` (adaptive batching unless the limit is 1)."""
+        if self.max_batch_size == 1:
+            return {"batchable": False}
+        limits = {"max_batch_size": self.max_batch_size, "max_latency_ms": self.max_latency_ms}
+        return {"batchable": True, **limits}
 
 
 SETTINGS = Settings.from_env()

@@ -9,7 +9,7 @@ from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
 from pipeline.config import ModelConfig
 from pipeline.errors import ConfigError
-from pipeline.inference import Predictor, resolve_precision
+from pipeline.inference import AUTO_BF16_MIN_PARAMETERS, Predictor, resolve_precision
 from pipeline.model import build_feature_extractor, build_model
 
 LABELS = ["angry", "happy", "neutral", "sad"]
@@ -76,13 +76,15 @@ def test_reduced_precision_keeps_the_answers_close(tmp_path, precision):
     assert 0 < difference < 0.02
 
 
-def test_auto_precision_is_bf16_only_where_the_hardware_has_it(monkeypatch):
-    cpu = torch.device("cpu")
+def test_auto_precision_is_bf16_only_for_large_models_on_native_hardware(monkeypatch):
+    cpu, large, small = torch.device("cpu"), AUTO_BF16_MIN_PARAMETERS, AUTO_BF16_MIN_PARAMETERS - 1
     for native, expected in ((True, "bf16"), (False, "fp32")):
         monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda native=native: native)
-        assert resolve_precision("auto", cpu) == expected
-    assert resolve_precision("int8", cpu) == "int8"
+        assert resolve_precision("auto", cpu, large) == expected
+        assert resolve_precision("auto", cpu, small) == "fp32"
+        assert resolve_precision("bf16", cpu, small) == "bf16"
+    assert resolve_precision("int8", cpu, small) == "int8"
     with pytest.raises(ConfigError, match="unknown precision 'int4'"):
-        resolve_precision("int4", cpu)
+        resolve_precision("int4", cpu, small)
     with pytest.raises(ConfigError, match="CPU only"):
-        resolve_precision("int8", torch.device("cuda"))
+        resolve_precision("int8", torch.device("cuda"), large)
