@@ -6,9 +6,6 @@ on the public port.
 
 from __future__ import annotations
 
-import asyncio
-from concurrent.futures import ThreadPoolExecutor
-
 import bentoml
 import numpy as np
 
@@ -17,7 +14,7 @@ from pipeline.export import stored_model
 from pipeline.inference import Predictor
 from service.settings import SETTINGS
 
-retain_freed_memory()  # before the thread that runs the model starts allocating
+retain_freed_memory()  # before BentoML's worker threads, which run the model, start allocating
 
 
 # The API service's client to this one never renews its connection pool: BentoML 1.4 renews it
@@ -31,11 +28,7 @@ class EmotionModel:
         self.predictor = Predictor.from_pretrained(
             stored_model(SETTINGS.model_tag).path, SETTINGS.device, SETTINGS.precision
         )
-        # Every forward pass runs on this one thread: on a thread pool, each new thread that calls
-        # the model starts its own OpenMP team, which made a single request 10-18 % slower.
-        self.runner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
-        warm_up = [np.zeros(self.predictor.sampling_rate, dtype=np.float32)]
-        self.runner.submit(self.predictor.probabilities, warm_up).result()
+        self.predictor.probabilities([np.zeros(self.predictor.sampling_rate, dtype=np.float32)])  # warm-up
 
     @bentoml.api
     def describe(self) -> dict[str, str]:
@@ -43,8 +36,7 @@ class EmotionModel:
         return {"precision": self.predictor.precision, "device": str(self.predictor.device)}
 
     @bentoml.api(**SETTINGS.batching)
-    async def probabilities(self, waves: list[np.ndarray]) -> list[np.ndarray]:
+    def probabilities(self, waves: list[np.ndarray]) -> list[np.ndarray]:
         """One row of class probabilities per waveform; a clip's row does not depend on the
         others in its batch (see `Predictor.logits`)."""
-        loop = asyncio.get_running_loop()
-        return list(await loop.run_in_executor(self.runner, self.predictor.probabilities, waves))
+        return list(self.predictor.probabilities(waves))

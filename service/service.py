@@ -77,7 +77,7 @@ class EmotionClassifier:
         """Ready once a warm-up clip has gone through the model service."""
         if not self.warm:
             silence = np.zeros(TARGET_SAMPLING_RATE, dtype=np.float32)
-            self.warm = len(self.model.to_sync.probabilities([silence])) == 1
+            self.warm = len(self.model.probabilities([silence])) == 1
         return self.warm
 
     def _probabilities(self, waves: list[np.ndarray]) -> np.ndarray:
@@ -86,7 +86,7 @@ class EmotionClassifier:
         side effects, so it is retried on a fresh connection."""
         for attempt in range(MODEL_CALL_ATTEMPTS):
             try:
-                return np.stack(self.model.to_sync.probabilities(waves))
+                return np.stack(self.model.probabilities(waves))
             except (aiohttp.ClientConnectionError, RuntimeError) as err:
                 if attempt == MODEL_CALL_ATTEMPTS - 1 or not _connection_lost(err):
                     raise
