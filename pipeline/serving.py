@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -138,6 +139,22 @@ def running_service(
 
 
 @contextlib.contextmanager
+def own_home(bentoml_home: str | Path, name: str) -> Iterator[Path]:
+    """A BentoML home for one server that shares the model store at `bentoml_home`, removed after.
+
+    `bentoml serve` empties `<home>/prometheus_multiproc_dir` as it starts, under any server already
+    running on that home, whose /metrics then stop counting: servers must not share a home.
+    """
+    home = Path(bentoml_home) / "servers" / name
+    home.mkdir(parents=True)
+    (home / "models").symlink_to(Path(bentoml_home).absolute() / "models", target_is_directory=True)
+    try:
+        yield home
+    finally:
+        shutil.rmtree(home)  # the link, not the store it points to
+
+
+@contextlib.contextmanager
 def service_process(
     tag: str, bentoml_home: str | Path, env: dict[str, str] | None = None, timeout: float = 120.0
 ) -> Iterator[RunningService]:
@@ -145,13 +162,14 @@ def service_process(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", "127.0.0.1", "--port", str(port)]
-    server_env = {
-        "BENTOML_HOME": str(bentoml_home),
-        "SER_MODEL_TAG": tag,
-        "BENTOML_DO_NOT_TRACK": "True",
-        "HF_HUB_OFFLINE": "1",
-        **(env or {}),
-    }
-    log_path = Path(bentoml_home) / f"server-{port}.log"
-    with background_server(command, f"{url}/readyz", log_path, server_env, timeout) as proc:
-        yield RunningService(url, proc.pid)
+    with own_home(bentoml_home, f"port-{port}") as home:
+        server_env = {
+            "BENTOML_HOME": str(home),
+            "SER_MODEL_TAG": tag,
+            "BENTOML_DO_NOT_TRACK": "True",
+            "HF_HUB_OFFLINE": "1",
+            **(env or {}),
+        }
+        log_path = Path(bentoml_home) / f"server-{port}.log"
+        with background_server(command, f"{url}/readyz", log_path, server_env, timeout) as proc:
+            yield RunningService(url, proc.pid)

@@ -297,17 +297,17 @@ class _Run:
                 losses = []
                 bar.update(1)
                 bar.set_postfix(loss=f"{state.train_log[-1]['loss']:.3f}")
-                if state.batches_done == len(self.train_loader):
+                epoch_done = state.batches_done == len(self.train_loader)
+                if epoch_done:
                     state.epoch, state.batches_done = state.epoch + 1, 0
-                if cfg.eval_every and state.step % cfg.eval_every == 0:
+                # One checkpoint per step, after its validation: one written before it would let
+                # --resume continue past a validation that never happened.
+                if (state.step % cfg.eval_every == 0) if cfg.eval_every else epoch_done:
                     self.validate(state)
                 elif cfg.save_every and state.step % cfg.save_every == 0:
                     _save_training_state(acc, self.model, self.optimizer, self.scheduler, state, self.cfg)
                 if state.stopped_early:
                     break
-            else:
-                if not cfg.eval_every:
-                    self.validate(state)
         if not state.history or state.history[-1]["step"] != state.step:
             self.validate(state)
         bar.close()

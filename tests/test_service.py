@@ -141,6 +141,23 @@ def test_concurrent_requests_are_batched_without_changing_answers(server):
         assert b == pytest.approx(a, abs=1e-4)
 
 
+def test_a_second_server_on_the_same_store_leaves_the_first_ones_metrics_counting(server, store):
+    """Regression: `bentoml serve` empties its home's Prometheus directory as it starts, so a second
+    server on the same home froze the first one's /metrics (each server now gets a home of its own)."""
+    from pipeline.serving import running_service
+
+    wave = (0.1 * np.random.default_rng(5).standard_normal(16000)).tolist()
+    home, tag = store
+    with running_service(tag, home, env=SERVICE_ENV) as second:
+        calls_before, _ = _batch_histogram(server)
+        assert post_array(server, wave).status_code == 200
+        assert _batch_histogram(server)[0] == calls_before + 1
+        assert _batch_histogram(second)[0] == 1  # its readiness check's call only
+        assert post_array(second, wave).status_code == 200
+        assert _batch_histogram(second)[0] == 2
+        assert _batch_histogram(server)[0] == calls_before + 1
+
+
 def test_bursts_after_idle_pauses_all_succeed(server):
     """Regression: after the model service's 5-s keep-alive closed idle connections, a burst reused
     them and about 1 request in 10 answered 500 (bentoml/BentoML#4971)."""
