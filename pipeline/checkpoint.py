@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .errors import SerError
+from .errors import SerError, first_line
 
 STATE_FILE = "trainer_state.json"  # written last: a checkpoint without it is incomplete
 WEIGHTS_FILE = "model.safetensors"
@@ -116,7 +116,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
 def write_file_atomic(path: Path, data: bytes | str) -> None:
     """Writes a file through a temporary name, so readers see the old or the new content, never half."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = temp_sibling(path)
     with open(tmp, "wb") as f:
         f.write(data.encode() if isinstance(data, str) else data)
         f.flush()
@@ -166,10 +166,6 @@ def save_training_state(
         (target / STATE_FILE).write_text(json.dumps(trainer_state, indent=1))
 
 
-def _first_line(err: Exception) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
-
-
 def load_training_state(
     source: Path, names: list[str], optional: tuple[str, ...] = ()
 ) -> tuple[dict, dict[str, dict]]:
@@ -183,7 +179,7 @@ def load_training_state(
     try:
         weights = load_file(source / WEIGHTS_FILE)
     except Exception as err:  # missing or corrupt: safetensors raises its own error types
-        raise SerError(f"cannot load {source / WEIGHTS_FILE}: {_first_line(err)}") from err
+        raise SerError(f"cannot load {source / WEIGHTS_FILE}: {first_line(err)}") from err
     states = {}
     for name in names:
         path = source / f"{name}.pt"
@@ -195,7 +191,7 @@ def load_training_state(
             states[name] = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # pickle.UnpicklingError for anything but tensors, RuntimeError if corrupt
             raise SerError(
-                f"cannot load {path} (only plain tensors are accepted): {_first_line(err)}"
+                f"cannot load {path} (only plain tensors are accepted): {first_line(err)}"
             ) from err
     return weights, states
 
@@ -204,7 +200,7 @@ def trainer_state(source: Path) -> dict:
     try:
         return json.loads((Path(source) / STATE_FILE).read_text())
     except (OSError, ValueError) as err:
-        raise SerError(f"cannot read {Path(source) / STATE_FILE}: {_first_line(err)}") from err
+        raise SerError(f"cannot read {Path(source) / STATE_FILE}: {first_line(err)}") from err
 
 
 def checkpoint_dirs(root: Path) -> list[Path]:

@@ -68,6 +68,13 @@ def quantized(model: torch.nn.Module) -> torch.nn.Module:
         return torch.ao.quantization.quantize_dynamic(model.eval(), {torch.nn.Linear}, dtype=torch.qint8)
 
 
+def at_precision(model: torch.nn.Module, precision: str, device: torch.device) -> tuple[torch.nn.Module, str]:
+    """(`model` ready to run at `precision` on `device`, the precision with "auto" resolved): int8
+    quantizes it; bf16 runs under `autocast`."""
+    precision = resolve_precision(precision, device, model.num_parameters())
+    return (quantized(model) if precision == "int8" else model), precision
+
+
 def autocast(precision: str, device: torch.device):
     """The forward's context: bf16 autocast (convolutions and matrix products in bf16, norms and
     softmax in fp32) for "bf16", a no-op otherwise."""
@@ -80,9 +87,7 @@ class Predictor:
     def __init__(self, model, feature_extractor, precision: str = "fp32"):
         self.model = model.eval()
         self.feature_extractor = feature_extractor
-        self.precision = resolve_precision(precision, self.device, self.model.num_parameters())
-        if self.precision == "int8":
-            self.model = quantized(self.model)
+        self.model, self.precision = at_precision(self.model, precision, self.device)
         self.labels = model_labels(model)
         self.sampling_rate = feature_extractor.sampling_rate
         # Group-norm encoders (wav2vec2-base style) must not see zero padding: run them one by one.

@@ -17,7 +17,7 @@ from transformers import (
 
 from .audio import TARGET_SAMPLING_RATE
 from .config import ModelConfig
-from .errors import ConfigError, SerError
+from .errors import ConfigError, SerError, first_line
 
 SAFETENSORS_NAMES = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
@@ -27,7 +27,7 @@ def _reason(err: Exception) -> str:
     """The first line of a loading error, or the way out where it is custom code."""
     if "trust_remote_code" in str(err):
         return "it contains custom code, which runs only with model.trust_remote_code=true (if you trust it)"
-    return str(err).strip().split("\n", 1)[0]
+    return first_line(err)
 
 
 def label_maps(labels: list[str]) -> tuple[dict[int, str], dict[str, int]]:

@@ -41,7 +41,7 @@ from .checkpoint import (
 from .config import Config
 from .errors import ConfigError, SerError
 from .features import fold_count, load_prepared
-from .inference import autocast, quantized, resolve_precision
+from .inference import at_precision, autocast
 from .metrics import classification_metrics
 from .model import build_feature_extractor, build_model, load_checkpoint, model_labels
 from .model_card import write_model_card
@@ -428,9 +428,7 @@ def evaluate_checkpoint(
     if split not in dataset:
         raise SerError(f"no split {split!r} in {data_dir}; have {', '.join(dataset)}")
     model = load_checkpoint(checkpoint)
-    precision = resolve_precision(precision, PartialState().device, model.num_parameters())
-    if precision == "int8":
-        model = quantized(model)
+    model, precision = at_precision(model, precision, PartialState().device)
     if model_labels(model) != labels:
         raise SerError(f"checkpoint labels {model_labels(model)} differ from the data's {labels}")
     cfg = Config()

@@ -229,7 +229,9 @@ def _assert_same_run(again: dict, straight: dict) -> None:
 
 
 @pytest.mark.parametrize("step", [8, 12], ids=["mid-epoch", "epoch-end"])
-def test_kill_and_resume_ends_with_the_metrics_of_an_uninterrupted_run(prepared, straight_run, tmp_path, step):
+def test_kill_and_resume_ends_with_the_metrics_of_an_uninterrupted_run(
+    prepared, straight_run, tmp_path, step
+):
     """Killed as soon as the checkpoint of `step` appears. At the end of an epoch (step 12) the
     validation comes after: a checkpoint published before it would resume past it (regression)."""
     args = ["--data", str(prepared), *KILL_ARGS, "--output-dir", str(tmp_path)]
