@@ -11,7 +11,7 @@ from typing import Any, Union
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, first_line
 
 # Inference precision of `ser predict/evaluate` and the service: auto = bf16 for models of 10 M
 # parameters or more where the hardware runs it natively (AVX512-BF16/AMX CPUs, CUDA GPUs with bf16),
@@ -105,6 +105,8 @@ def _allowed_types(section: Any, key: str) -> tuple[type, ...]:
 def _typed(value: Any, section: Any, key: str, name: str) -> Any:
     """`value` checked against the field's annotation (numbers in YAML 1.1 strings like 3e-4 accepted)."""
     allowed = _allowed_types(section, key)
+    if isinstance(value, bool) and str in allowed and bool not in allowed:
+        value = "yes" if value else "no"  # YAML 1.1 reads yes/no (on/off) as booleans
     if float in allowed and isinstance(value, (int, str)) and not isinstance(value, bool):
         try:
             return float(value)
@@ -154,5 +156,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
             if not dataclasses.is_dataclass(getattr(section, name, None)):
                 raise ConfigError(f"unknown config section {name!r} in {item!r}")
             section = getattr(section, name)
-        _apply(section, {leaf: yaml.safe_load(value)}, ".".join(parents) + ".")
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r} is not valid YAML: {first_line(err)}") from err
+        _apply(section, {leaf: parsed}, ".".join(parents) + ".")
     return config

@@ -25,7 +25,9 @@ from .train import OnEvaluate, evaluate_best, load_fold, write_results
 
 
 class _SerTrainer(Trainer):
-    """Trainer with our loaders (length-grouped batches, seeded crops), optimizer, schedule and loss."""
+    """Trainer with our loaders (length-grouped batches, seeded crops), optimizer, schedule and loss.
+
+    Overrides Trainer's hooks as transformers >=5.0,<6 defines them (checked with 5.24)."""
 
     loss_is_scaled_for_ga = False  # a per-batch mean: Trainer divides it by the accumulation steps
 

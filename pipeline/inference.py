@@ -39,7 +39,7 @@ def native_bf16(device: torch.device) -> bool:
     return (
         device.type == "cpu"
         and torch.backends.mkldnn.is_available()
-        and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        and torch.ops.mkldnn._is_mkldnn_bf16_supported()  # private; torch is pinned (2.11.0)
     )
 
 

@@ -66,7 +66,7 @@ def _extract(model, ds, extractor, max_seconds: float, batch_size: int) -> torch
         batch = extractor.pad({"input_values": waves}, return_attention_mask=masked, return_tensors="pt")
         batch = batch.to(device)
         states = base(**batch, output_hidden_states=True).hidden_states
-        if masked:
+        if masked:  # a private transformers method: holds for transformers >=5.0,<6 (checked 5.24)
             frames = model._get_feature_vector_attention_mask(states[0].shape[1], batch["attention_mask"])
         else:
             frames = torch.ones(states[0].shape[:2], device=device)

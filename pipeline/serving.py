@@ -68,9 +68,10 @@ def background_server(
     log_path: str | Path,
     env: dict[str, str] | None = None,
     timeout: float = 120.0,
+    cwd: str | Path = REPO_ROOT,
 ) -> Iterator[subprocess.Popen]:
-    """Run `command` (a server) in its own session until `ready_url` answers 200, yield its process,
-    then stop it.
+    """Run `command` (a server) in `cwd`, in its own session, until `ready_url` answers 200; yield its
+    process, then stop it.
 
     Its output goes to `log_path`; if it exits or `timeout` passes first, the error carries the log.
     """
@@ -80,7 +81,7 @@ def background_server(
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             command,
-            cwd=REPO_ROOT,
+            cwd=cwd,
             env={**os.environ, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -142,8 +143,9 @@ def running_service(
 def own_home(bentoml_home: str | Path, name: str) -> Iterator[Path]:
     """A BentoML home for one server that shares the model store at `bentoml_home`, removed after.
 
-    `bentoml serve` empties `<home>/prometheus_multiproc_dir` as it starts, under any server already
-    running on that home, whose /metrics then stop counting: servers must not share a home.
+    `bentoml serve` (BentoML >=1.4.30,<1.5) empties `<home>/prometheus_multiproc_dir` as it starts,
+    under any server already running on that home, whose /metrics then stop counting: servers must
+    not share a home.
     """
     home = Path(bentoml_home) / "servers" / name
     home.mkdir(parents=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import AudioError
+from .errors import AudioError, seconds_past
 from .inference import Prediction
 
 MIN_SECONDS = 0.1  # shorter clips do not fill the encoder's receptive field
@@ -45,7 +45,7 @@ class Options:
 
 def _samples(seconds: float, clip_samples: int, sampling_rate: int) -> int:
     """`seconds` in samples, at most the clip's length (1e308 s times the rate would overflow)."""
-    return clip_samples if seconds >= clip_samples / sampling_rate else int(seconds * sampling_rate)
+    return clip_samples if seconds >= clip_samples / sampling_rate else round(seconds * sampling_rate)
 
 
 def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
@@ -80,7 +80,8 @@ def classify_wave(
     options.check(len(labels))
     duration = len(wave) / sampling_rate
     if duration < MIN_SECONDS:
-        raise AudioError(f"audio is {duration:.3f} s long, the minimum is {MIN_SECONDS:g} s", status=422)
+        shown = seconds_past(duration, 3, up=False)
+        raise AudioError(f"audio is {shown} s long, the minimum is {MIN_SECONDS:g} s", status=422)
     if options.window_s is None:
         return {
             **_answer(np.asarray(probabilities([wave]))[0], labels, options.top_k),

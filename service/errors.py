@@ -1,9 +1,10 @@
 """ASGI middleware: every error answer of the API is a JSON object `{"error": "<what is wrong>"}`.
 
-BentoML 1.4 and Starlette answer some errors in other shapes: plain text for an unknown path (404)
-or method (405), `[{"error": ...}]` for an unsupported media type (415), and for a request body
-that fails validation an `error` that only counts the problems ("1 validation error for X"), with
-the problems themselves in `detail`. This middleware rewrites those bodies; `detail` is kept.
+BentoML 1.4 (>=1.4.30,<1.5, checked up to 1.4.40) and Starlette answer some errors in other shapes:
+plain text for an unknown path (404) or method (405), `[{"error": ...}]` for an unsupported media
+type (415), and for a request body that fails validation an `error` that only counts the problems
+("1 validation error for X"), with the problems themselves in `detail`. This middleware rewrites
+those bodies; `detail` is kept.
 """
 
 from __future__ import annotations

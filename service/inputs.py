@@ -1,13 +1,14 @@
 """The API's request bodies, parsed and validated before an API method runs.
 
-Parsed here rather than by BentoML 1.4, whose multipart parser answers 500 to a text `audio` field
-(it fetches it as a URL), to an extra binary field (it parses it as JSON) and to a malformed
-multipart body, and which parses a multipart body sent to a JSON endpoint into a 500 too.
+Parsed here rather than by BentoML 1.4 (>=1.4.30,<1.5, checked up to 1.4.40), whose multipart parser
+answers 500 to a text `audio` field (it fetches it as a URL), to an extra binary field (it parses it
+as JSON) and to a malformed multipart body, and which parses a multipart body sent to a JSON
+endpoint into a 500 too.
 
 Strict: query parameters, unknown fields and repeated fields are refused (400) with a message that
-names the accepted fields; the OpenAPI schemas say so (`additionalProperties: false`). Every
-refusal is a pydantic ValidationError, which BentoML answers with 400 (`service/errors.py` turns its
-body into a readable `error`).
+names the accepted fields; the OpenAPI schemas say so (`additionalProperties: false`). Every refusal
+is a pydantic ValidationError, which BentoML answers with 400 (`service/errors.py` turns its body
+into a readable `error`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""ASGI middleware that bounds request bodies (BentoML 1.4 has no request-size limit of its own)."""
+"""ASGI middleware that bounds request bodies (BentoML 1.4 has no request-size limit of its own; checked
+for 1.4.30–1.4.40, the range pyproject.toml allows is >=1.4.30,<1.5)."""
 
 from __future__ import annotations
 

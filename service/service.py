@@ -48,7 +48,8 @@ def _error(ctx: bentoml.Context, err: AudioError, path: Path | None = None) -> d
     return {"error": str(err).replace(str(path), "upload") if path else str(err)}
 
 
-# Mounted the way that works with BentoML 1.4 + Gradio 6 (bentoml.gradio.mount_gradio_app 500s).
+# Mounted the way that works with BentoML 1.4 + Gradio 6 (bentoml.gradio.mount_gradio_app 500s);
+# checked for BentoML >=1.4.30,<1.5 with Gradio >=6.0,<7 (up to 1.4.40 and 6.31).
 ui = gr.mount_gradio_app(
     FastAPI(),
     build_demo(
@@ -81,8 +82,8 @@ class EmotionClassifier:
         return self.warm
 
     def _probabilities(self, waves: list[np.ndarray]) -> np.ndarray:
-        """The model service's answer. BentoML 1.4 may reuse a pooled connection that the model
-        service has just closed after its keep-alive timeout (bentoml/BentoML#4971); the call has no
+        """The model service's answer. BentoML 1.4 (>=1.4.30,<1.5) may reuse a pooled connection that
+        the model service has just closed after its keep-alive timeout (bentoml/BentoML#4971); the call has no
         side effects, so it is retried on a fresh connection."""
         for attempt in range(MODEL_CALL_ATTEMPTS):
             try:

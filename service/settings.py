@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -15,9 +16,12 @@ from pipeline.export import served_tag
 def _env_number(name: str, default: float) -> float:
     value = os.environ.get(name, "")
     try:
-        return float(value) if value else default
+        number = float(value) if value else default
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if not 0 <= number < math.inf:  # nan fails this too
+        raise ConfigError(f"{name} must be a finite number, 0 or more, got {value!r}")
+    return number
 
 
 def _env_choice(name: str, choices: tuple[str, ...]) -> str:

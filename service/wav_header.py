@@ -11,7 +11,7 @@ import struct
 from pathlib import Path
 
 from pipeline.audio import check_format
-from pipeline.errors import AudioError
+from pipeline.errors import AudioError, seconds_past
 
 RIFF_HEADER = struct.Struct("<4sI4s")
 CHUNK_HEADER = struct.Struct("<4sI")
@@ -45,7 +45,8 @@ def check_wav(path: str | Path, max_seconds: float | None = None, name: str = "u
                     f"{name}: corrupt WAV file: the bytes at offset {position} are not a chunk "
                     "(does a chunk announce fewer bytes than it holds?)"
                 )
-            if chunk_id == b"fmt " and chunk_size >= FMT.size:
+            body = size - position - CHUNK_HEADER.size
+            if chunk_id == b"fmt " and FMT.size <= chunk_size <= body:
                 _, channels, rate, _, block_align = FMT.unpack(f.read(FMT.size))
                 check_format(name, rate, channels)
             if chunk_id == b"data":
@@ -54,9 +55,10 @@ def check_wav(path: str | Path, max_seconds: float | None = None, name: str = "u
                 seconds = chunk_size / block_align / rate if block_align and rate else 0.0
                 if max_seconds is not None and seconds > max_seconds:
                     raise AudioError(
-                        f"{name}: audio is {seconds:.1f} s long, the limit is {max_seconds:g} s", status=422
+                        f"{name}: audio is {seconds_past(seconds, 1, up=True)} s long, "
+                        f"the limit is {max_seconds:g} s",
+                        status=422,
                     )
-            body = size - position - CHUNK_HEADER.size
             if chunk_size > body:
                 raise AudioError(
                     f"{name}: truncated WAV file: its {chunk_id.decode()!r} chunk announces {chunk_size} "

@@ -1,4 +1,6 @@
-"""`bentoml build` packs the service, its code, the registered model and locked requirements."""
+"""The Bento: `bentoml build` packs the service, its code, the registered model and the locked
+requirements, and those requirements alone make a working server (what `bentoml containerize`
+would build, checked without Docker)."""
 
 from __future__ import annotations
 
@@ -6,8 +8,18 @@ import os
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
+import httpx
+import pytest
 from conftest import REPO_ROOT
+from helpers import wav_bytes
+from packaging.requirements import Requirement
+
+from pipeline.serving import background_server, free_port
+
+UV = Path(sys.executable).with_name("uv")  # the locked uv (dev group), as `make` installs it
+EXPORT = ["export", "--locked", "--no-dev", "--no-emit-project", "--no-hashes"]
 
 
 def bentoml_cli(home, *args: str) -> str:
@@ -19,16 +31,40 @@ def bentoml_cli(home, *args: str) -> str:
     return done.stdout
 
 
-def test_bentoml_build_contains_service_model_and_requirements(store, tmp_path):
-    home, model_tag = store
+def requirement_lines(text: str) -> list[str]:
+    """The requirements of a requirements file, normalised (BentoML rewrites markers), in order."""
+    lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
+    return [str(Requirement(line)) for line in lines if line]
+
+
+@pytest.fixture(scope="module")
+def bento(store, tmp_path_factory) -> tuple[str, Path]:
+    """(tag, archive) of a Bento built from the repository with the session's model registered."""
+    home, _ = store
     tag = bentoml_cli(home, "build", "--output", "tag").strip().splitlines()[-1].removeprefix("__tag__:")
-    assert tag.startswith("emotion_classifier:")
-    archive = tmp_path / "emotion.bento"
+    archive = tmp_path_factory.mktemp("bento") / "emotion.bento"
     bentoml_cli(home, "export", tag, str(archive))
-    with tarfile.open(archive) as bento:
-        names = {name.removeprefix("./") for name in bento.getnames()}
-        requirements = bento.extractfile("./env/python/requirements.txt").read().decode()
-        manifest = bento.extractfile("./bento.yaml").read().decode()
+    return tag, archive
+
+
+def test_bento_requirements_are_the_lock_exported():
+    """service/requirements.txt (what bentofile.yaml installs) is exactly uv.lock's runtime packages:
+    `make lock` rewrites both together."""
+    done = subprocess.run([str(UV), *EXPORT, "--quiet"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    committed = (REPO_ROOT / "service" / "requirements.txt").read_text()
+    assert requirement_lines(committed) == requirement_lines(done.stdout), "run `make lock`"
+    assert any(line.startswith("torch==") for line in requirement_lines(committed))
+
+
+def test_bentoml_build_contains_service_model_and_requirements(bento, store):
+    tag, archive = bento
+    _, model_tag = store
+    assert tag.startswith("emotion_classifier:")
+    with tarfile.open(archive) as packed:
+        names = {name.removeprefix("./") for name in packed.getnames()}
+        requirements = packed.extractfile("./env/python/requirements.txt").read().decode()
+        manifest = packed.extractfile("./bento.yaml").read().decode()
     name, version = model_tag.split(":")
     for path in (
         "src/service/service.py",
@@ -43,5 +79,60 @@ def test_bentoml_build_contains_service_model_and_requirements(store, tmp_path):
         assert path in names, path
     assert not any(n.startswith(("src/tests", "src/runs", "src/.venv")) for n in names)
     assert f"tag: {model_tag}" in manifest and "entry_service: EmotionClassifier" in manifest
-    pinned = {line.split("==")[0] for line in requirements.splitlines() if "==" in line}
-    assert {"torch", "torchaudio", "transformers", "bentoml", "gradio", "soundfile"} <= pinned
+    locked = requirement_lines((REPO_ROOT / "service" / "requirements.txt").read_text())
+    assert set(locked) <= set(requirement_lines(requirements))  # BentoML may add its own pin again
+    pinned = {line.split("==")[0] for line in locked}
+    assert {"torch", "torchaudio", "transformers", "bentoml", "gradio", "soundfile", "scipy"} <= pinned
+
+
+@pytest.mark.timeout(600)
+def test_a_clean_virtualenv_of_the_bentos_requirements_serves_a_request(bento, tmp_path):
+    """What the Bento's Dockerfile does, without Docker: a new virtualenv with the Bento's own
+    requirements and nothing else (`uv venv`, `uv pip install -r env/python/requirements.txt`), the
+    service module imported there, and `bentoml serve` of the unpacked Bento answering a clip."""
+    _, archive = bento
+    unpacked = tmp_path / "bento"
+    unpacked.mkdir()
+    with tarfile.open(archive) as packed:
+        packed.extractall(unpacked, filter="data")
+    venv = tmp_path / "venv"
+    env = {
+        **os.environ,  # HOME keeps uv's cache: the packages `make` installed are not downloaded again
+        "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
+        "VIRTUAL_ENV": str(venv),
+        "BENTOML_HOME": str(tmp_path / "home"),  # empty: the model comes from the Bento
+        "BENTO_PATH": str(unpacked),
+        "BENTOML_DO_NOT_TRACK": "True",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": "",
+    }
+    steps = (
+        [str(UV), "venv", "--quiet", "--python", sys.executable, str(venv)],
+        [str(UV), "pip", "install", "--quiet", "-r", str(unpacked / "env/python/requirements.txt")],
+        # the service module, imported from the Bento's src/ as the server will (its model store is
+        # the Bento's models/ for this import)
+        [str(venv / "bin/python"), "-c", "import service.service"],
+    )
+    for command in steps:
+        home = {"BENTOML_HOME": str(unpacked)} if "-c" in command else {}
+        done = subprocess.run(command, cwd=unpacked / "src", env=env | home, capture_output=True, text=True)
+        assert done.returncode == 0, f"{command[:3]}:\n{done.stderr[-3000:]}"
+
+    installed = subprocess.run(
+        [str(UV), "pip", "freeze", "--quiet"], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    locked = set(requirement_lines((REPO_ROOT / "service" / "requirements.txt").read_text()))
+    pins = {line.split(";")[0].strip() for line in locked}
+    assert set(requirement_lines(installed)) <= pins, "the Bento installed versions that are not locked"
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    serve = [str(venv / "bin/bentoml"), "serve", str(unpacked), "--host", "127.0.0.1", "--port", str(port)]
+    with background_server(serve, f"{url}/readyz", tmp_path / "server.log", env, timeout=300, cwd=unpacked):
+        response = httpx.post(
+            f"{url}/classify", files={"audio": ("clip.wav", wav_bytes(1.0), "audio/wav")}, timeout=60
+        )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body["scores"]) == {"angry", "happy", "neutral", "sad"}
+    assert abs(sum(body["scores"].values()) - 1) < 1e-4
