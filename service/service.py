@@ -8,6 +8,7 @@ concurrent requests into one call. Settings come from the environment (`service/
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -73,12 +74,18 @@ class EmotionClassifier:
     def __init__(self) -> None:
         self.model_tag = str(MODEL.tag)
         self.warm = False
+        self.warming = threading.Lock()
 
     def __is_ready__(self) -> bool:
-        """Ready once a warm-up clip has gone through the model service."""
-        if not self.warm:
-            silence = np.zeros(TARGET_SAMPLING_RATE, dtype=np.float32)
-            self.warm = len(self.model.probabilities([silence])) == 1
+        """Ready once a warm-up clip has gone through the model service: one warm-up, however many
+        readiness probes arrive while it runs (a probe that times out is repeated)."""
+        if not self.warm and self.warming.acquire(blocking=False):
+            try:
+                if not self.warm:
+                    silence = np.zeros(TARGET_SAMPLING_RATE, dtype=np.float32)
+                    self.warm = len(self.model.probabilities([silence])) == 1
+            finally:
+                self.warming.release()
         return self.warm
 
     def _probabilities(self, waves: list[np.ndarray]) -> np.ndarray:

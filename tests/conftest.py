@@ -16,6 +16,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_TRAIN = ["train.epochs=2", "train.batch_size=8", "data.max_train_seconds=1.5"]
 
 
+def _checked(done: subprocess.CompletedProcess, check: bool) -> subprocess.CompletedProcess:
+    if check and done.returncode != 0:
+        raise AssertionError(f"{' '.join(done.args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return done
+
+
 def ser(*args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the real `ser` console command."""
     done = subprocess.run(
@@ -25,9 +31,37 @@ def ser(*args: str, check: bool = True, env: dict | None = None) -> subprocess.C
         text=True,
         env={**os.environ, **(env or {})},
     )
-    if check and done.returncode != 0:
-        raise AssertionError(f"ser {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return done
+    return _checked(done, check)
+
+
+@pytest.fixture
+def ser_here(capsys):
+    """`ser` run in this process: the console command's own `main()`, its exit code and output,
+    without a new interpreter's start-up (about 10 s of imports on these CPUs). For commands that
+    neither train nor serve; `ser` itself keeps the tests of the real console command."""
+    from pipeline.cli import main
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:  # argparse's usage errors
+            code = exit_.code
+        out = capsys.readouterr()
+        return _checked(subprocess.CompletedProcess(["ser", *args], code, out.out, out.err), check)
+
+    return run
+
+
+# Fixtures that train, serve or run the CLI: a test marked `fast` (`make test-fast`) may not use them.
+HEAVY_FIXTURES = {"corpus", "prepared", "trained", "store", "served", "server", "service_checkpoint"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        heavy = HEAVY_FIXTURES.intersection(item.fixturenames)
+        if item.get_closest_marker("fast") and heavy:
+            raise pytest.UsageError(f"{item.nodeid} is marked fast but uses {', '.join(sorted(heavy))}")
 
 
 @pytest.fixture(scope="session")
@@ -89,13 +123,22 @@ def store(tmp_path_factory, service_checkpoint) -> tuple[Path, str]:
 
 
 @pytest.fixture(scope="session")
-def server(store) -> str:
-    """Base URL of the real BentoML server (REST API and demo) on a loopback port."""
-    from pipeline.serving import running_service
+def served(store, tmp_path_factory):
+    """(RunningService: URL and process id, its TMPDIR) of the real BentoML server (REST API and
+    demo) on a loopback port, started once for the whole run; TMPDIR is an empty directory of its
+    own, so that the files it leaves there can be counted."""
+    from pipeline.serving import service_process
 
     home, tag = store
-    with running_service(tag, home, env=SERVICE_ENV) as url:
-        yield url
+    tmpdir = tmp_path_factory.mktemp("server-tmp")
+    with service_process(tag, home, env={**SERVICE_ENV, "TMPDIR": str(tmpdir)}) as service:
+        yield service, tmpdir
+
+
+@pytest.fixture(scope="session")
+def server(served) -> str:
+    """Base URL of the session's server."""
+    return served[0].url
 
 
 @pytest.fixture(scope="session")

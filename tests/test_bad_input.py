@@ -235,6 +235,7 @@ def test_bad_request_gets_4xx_and_a_json_error(server, request_, status, fragmen
     assert "bentoml-request" not in message and "/tmp" not in message  # no server paths in answers
 
 
+@pytest.mark.fast
 def test_the_table_covers_at_least_30_kinds_of_bad_input():
     assert len(CASES) >= 30 and len({c.id for c in CASES}) == len(CASES)
 
@@ -280,6 +281,7 @@ def test_an_enormous_window_is_one_window(server):
     assert [(s["start"], s["end"]) for s in body["segments"]] == [(0, 1.0)]
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("rate", [11_025, 22_050, 44_100, 48_000, 8_000, 1_000, 44_056, 44_101, 383_999])
 def test_resampling_memory_is_bounded_for_any_rate(rate):
     """Common rates resample by their exact ratio; odd ones (44101 Hz reduces to 44101/16000, whose

@@ -24,18 +24,27 @@ from pipeline.synth import write_examples
         (["export", "--checkpoint", "{tmp}"], "not a checkpoint directory"),
     ],
 )
-def test_errors_are_one_line(tmp_path, args, message):
-    done = ser(*(a.format(tmp=tmp_path) for a in args), check=False)
+def test_errors_are_one_line(tmp_path, ser_here, args, message):
+    done = ser_here(*(a.format(tmp=tmp_path) for a in args), check=False)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert message in lines[0]
 
 
-def test_predict_answers_like_the_rest_api_with_options(trained, corpus):
+def test_the_console_command_exits_2_with_one_line_on_stderr(tmp_path):
+    done = ser("train", "--data", str(tmp_path), check=False)
+    assert done.returncode == 2 and done.stdout == ""
+    assert (
+        done.stderr
+        == f"ser train: error: no prepared data in {tmp_path}: run `ser prepare --out {tmp_path}` first\n"
+    )
+
+
+def test_predict_answers_like_the_rest_api_with_options(trained, corpus, ser_here):
     clip = next(corpus.glob("*/*.wav"))
     story = write_examples(corpus.parent / "examples")[-1]
-    lines = ser(
+    lines = ser_here(
         "predict",
         "--checkpoint",
         str(trained / "best"),
@@ -53,19 +62,20 @@ def test_predict_answers_like_the_rest_api_with_options(trained, corpus):
     assert len(long["scores"]) == 2 and long["label"] == next(iter(long["scores"]))
     assert long["duration_s"] == round(sf.info(story).duration, 3)
     assert len(long["segments"]) == int(long["duration_s"] - 2) + 2  # every second, and one ending at the end
-    bad = ser("predict", "--checkpoint", str(trained / "best"), "--top-k", "9", str(clip), check=False)
+    bad = ser_here("predict", "--checkpoint", str(trained / "best"), "--top-k", "9", str(clip), check=False)
     assert bad.returncode == 2 and bad.stderr.strip().endswith("top_k must be between 1 and 4, got 9")
 
 
-def test_evaluate_and_predict_at_each_precision(trained, prepared, corpus):
+def test_evaluate_and_predict_at_each_precision(trained, prepared, corpus, ser_here):
     args = ["--checkpoint", str(trained / "best")]
-    fp32 = json.loads(ser("evaluate", *args, "--data", str(prepared), "--json").stdout)
+    fp32 = json.loads(ser_here("evaluate", *args, "--data", str(prepared), "--json").stdout)
     assert fp32["precision"] == "fp32"
     clip = str(next(corpus.glob("*/*.wav")))
     for precision in ("int8", "bf16"):
-        reduced = ser("evaluate", *args, "--data", str(prepared), "--json", "--precision", precision).stdout
+        reduced = ser_here("evaluate", *args, "--data", str(prepared), "--json", "--precision", precision)
+        reduced = reduced.stdout
         reduced = json.loads(reduced)
         assert reduced["precision"] == precision and reduced["samples"] == fp32["samples"]
         assert abs(reduced["accuracy"] - fp32["accuracy"]) <= 0.25
-        answer = json.loads(ser("predict", *args, "--precision", precision, clip).stdout)
+        answer = json.loads(ser_here("predict", *args, "--precision", precision, clip).stdout)
         assert abs(sum(answer["scores"].values()) - 1) < 1e-5

@@ -3,6 +3,8 @@ import pytest
 from pipeline.config import load_config
 from pipeline.errors import ConfigError
 
+pytestmark = pytest.mark.fast  # pure logic: `make test-fast`
+
 
 def test_yaml_then_overrides(tmp_path):
     path = tmp_path / "c.yaml"

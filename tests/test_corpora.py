@@ -12,6 +12,8 @@ from pipeline.corpora import CANONICAL, canonical, read_corpora, read_corpus, se
 from pipeline.errors import SerError
 from pipeline.splits import SplitConfig, make_splits
 
+pytestmark = pytest.mark.fast  # pure logic: `make test-fast`
+
 SR = 16000
 TONE = (0.1 * np.sin(2 * np.pi * 220 * np.arange(int(0.3 * SR)) / SR)).astype(np.float32)
 SPLIT = SplitConfig(validation=0.2, test=0.2, seed=0)

@@ -19,6 +19,7 @@ from pipeline.features import PrepareConfig, load_prepared, prepare
 from pipeline.synth import EMOTIONS, make_speakers, synthesize_corpus, synthesize_utterance
 
 
+@pytest.mark.fast
 def test_synth_is_deterministic_and_varied(tmp_path):
     a = synthesize_corpus(tmp_path / "a", speakers=3, utterances=2, seed=5, progress=False)
     b = synthesize_corpus(tmp_path / "b", speakers=3, utterances=2, seed=5, progress=False)
@@ -30,6 +31,7 @@ def test_synth_is_deterministic_and_varied(tmp_path):
     assert len({round(s.f0) for s in speakers}) == 4 and {s.gender for s in speakers} == {"male", "female"}
 
 
+@pytest.mark.fast
 def test_emotions_differ_in_prosody_not_only_loudness():
     """Each clip is normalised like the model input: emotions must still differ (duration, spectrum)."""
     speaker = make_speakers(1, seed=0)[0]
@@ -43,6 +45,7 @@ def test_emotions_differ_in_prosody_not_only_loudness():
     assert all(brightness["angry"] > 2 * brightness[e] for e in ("neutral", "happy", "sad"))  # tense voice
 
 
+@pytest.mark.fast
 def test_folder_reader_takes_labels_and_speakers(tmp_path):
     synthesize_corpus(tmp_path, speakers=3, utterances=1, seed=0, progress=False)
     kind, records = read_corpus("auto", tmp_path)
@@ -52,6 +55,7 @@ def test_folder_reader_takes_labels_and_speakers(tmp_path):
     assert all(r["label"] in r["path"] for r in records)
 
 
+@pytest.mark.fast
 def test_manifest_reader_and_missing_columns(tmp_path):
     for name in ("a.wav", "b.wav"):
         sf.write(tmp_path / name, np.zeros(1600, dtype=np.float32) + 0.1, 16000)
@@ -64,6 +68,7 @@ def test_manifest_reader_and_missing_columns(tmp_path):
         read_corpus("csv", tmp_path)
 
 
+@pytest.mark.fast
 def test_unknown_corpus_and_missing_dir(tmp_path):
     with pytest.raises(SerError, match="unknown corpus"):
         read_corpus("nosuch", tmp_path)
@@ -136,12 +141,10 @@ def _manifest_corpus(root: Path) -> dict[str, list[str]]:
     }
 
 
-def test_prepare_reports_every_problem_of_a_manifest(tmp_path):
-    from conftest import ser
-
+def test_prepare_reports_every_problem_of_a_manifest(tmp_path, ser_here):
     expected = _manifest_corpus(tmp_path / "corpus")
     out = tmp_path / "out"
-    done = ser(
+    done = ser_here(
         "prepare",
         "--corpus", "csv",
         "--data-dir", str(tmp_path / "corpus"),
@@ -220,13 +223,11 @@ def test_prepare_stops_with_one_line_where_nothing_sensible_is_left(tmp_path, ma
         prepare([tmp_path], tmp_path / "out", PrepareConfig())
 
 
-def test_prepare_cli_stops_with_one_line_and_lists_the_problems(tmp_path):
-    from conftest import ser
-
+def test_prepare_cli_stops_with_one_line_and_lists_the_problems(tmp_path, ser_here):
     for name in ("a.wav", "b.wav"):
         sf.write(tmp_path / name, np.full(8000, 0.1, dtype=np.float32), 16000)
     (tmp_path / "manifest.csv").write_text("path,label\na.wav,happy\nb.wav,sad\nc.wav,sad\nd.wav,happy\n")
-    done = ser("prepare", "--data-dir", str(tmp_path), "--out", str(tmp_path / "out"), check=False)
+    done = ser_here("prepare", "--data-dir", str(tmp_path), "--out", str(tmp_path / "out"), check=False)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr

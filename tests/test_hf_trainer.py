@@ -17,7 +17,7 @@ def hf_trained(prepared, tmp_path_factory):
     return out
 
 
-def test_trainer_path_writes_our_outputs(hf_trained, prepared):
+def test_trainer_path_writes_our_outputs(hf_trained, prepared, ser_here):
     metrics = json.loads((hf_trained / "metrics.json").read_text())
     assert metrics["trainer"] == "hf"
     assert [h["epoch"] for h in metrics["history"]] == [1.0, 2.0]  # one validation per epoch
@@ -28,7 +28,7 @@ def test_trainer_path_writes_our_outputs(hf_trained, prepared):
         assert (checkpoint / "model.safetensors").is_file()
         assert not list(checkpoint.glob("pytorch_model*"))  # no pickled weights
     # `ser evaluate` loads best/ with `load_checkpoint` (safetensors only) and scores it our way
-    done = ser("evaluate", "--checkpoint", str(hf_trained / "best"), "--data", str(prepared), "--json")
+    done = ser_here("evaluate", "--checkpoint", str(hf_trained / "best"), "--data", str(prepared), "--json")
     evaluated = json.loads(done.stdout.strip().splitlines()[-1])
     assert evaluated["labels"] == metrics["test"]["labels"]
     assert evaluated["confusion_matrix"] == metrics["test"]["confusion_matrix"]

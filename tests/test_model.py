@@ -15,6 +15,7 @@ from pipeline.model import build_feature_extractor, build_model
 LABELS = ["angry", "happy", "neutral", "sad"]
 
 
+@pytest.mark.fast
 def test_pretrained_backbone_from_a_local_directory(tmp_path):
     """`--backbone DIR` loads the saved encoder weights and adds a fresh head."""
     torch.manual_seed(1)
@@ -30,11 +31,13 @@ def test_pretrained_backbone_from_a_local_directory(tmp_path):
     assert build_feature_extractor(ModelConfig(backbone=str(tmp_path))).return_attention_mask is False
 
 
+@pytest.mark.fast
 def test_missing_backbone_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot load"):
         build_model(ModelConfig(backbone=str(tmp_path / "nothing")), LABELS)
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("norm, mask", [("layer", True), ("group", False)])
 def test_batched_equals_single(norm, mask):
     """A clip's scores are the same alone and inside a mixed-length batch: masked padding for
@@ -57,6 +60,7 @@ def test_batched_equals_single(norm, mask):
     assert all(p.label in LABELS and abs(sum(p.scores.values()) - 1) < 1e-5 for p in predictions)
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("precision", ["int8", "bf16"])
 def test_reduced_precision_keeps_the_answers_close(tmp_path, precision):
     """int8 replaces every linear layer; bf16 runs under autocast; both stay within a few
@@ -76,6 +80,7 @@ def test_reduced_precision_keeps_the_answers_close(tmp_path, precision):
     assert 0 < difference < 0.02
 
 
+@pytest.mark.fast
 def test_auto_precision_is_bf16_only_for_large_models_on_native_hardware(monkeypatch):
     cpu, large, small = torch.device("cpu"), AUTO_BF16_MIN_PARAMETERS, AUTO_BF16_MIN_PARAMETERS - 1
     for native, expected in ((True, "bf16"), (False, "fp32")):

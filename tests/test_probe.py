@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO_ROOT, ser
+from conftest import REPO_ROOT
 from safetensors.torch import load_file
 
 from pipeline.config import load_config
@@ -64,10 +64,10 @@ def test_features_are_cached_per_backbone(prepared, probed, tmp_path, capsys):
     assert other["cache"] != results["cache"]  # another random backbone, other features
 
 
-def test_probe_command_writes_a_checkpoint_evaluate_accepts(prepared, probed, tmp_path):
+def test_probe_command_writes_a_checkpoint_evaluate_accepts(prepared, probed, tmp_path, ser_here):
     out = tmp_path / "run"
-    done = ser("probe", "--data", str(prepared), "--output-dir", str(out), *PROBE)
+    done = ser_here("probe", "--data", str(prepared), "--output-dir", str(out), *PROBE)
     assert "test: accuracy" in done.stdout and str(out / "best") in done.stdout
-    evaluated = ser("evaluate", "--checkpoint", str(out / "best"), "--data", str(prepared), "--json")
+    evaluated = ser_here("evaluate", "--checkpoint", str(out / "best"), "--data", str(prepared), "--json")
     metrics = json.loads((out / "metrics.json").read_text())
     assert json.loads(evaluated.stdout)["confusion_matrix"] == metrics["test"]["confusion_matrix"]

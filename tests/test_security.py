@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO_ROOT, ser
+from conftest import REPO_ROOT
 from helpers import LABELS, make_tiny_checkpoint, write_tone
 
 from pipeline.checkpoint import STATE_FILE, load_training_state, rng_state, save_training_state
@@ -54,6 +54,7 @@ def _pickle_only_checkpoint(directory: Path, marker: Path) -> Path:
     return directory
 
 
+@pytest.mark.fast
 def test_pickled_weights_are_refused_without_being_unpickled(tmp_path):
     marker = tmp_path / "unpickled"
     checkpoint = _pickle_only_checkpoint(tmp_path / "best", marker)
@@ -73,17 +74,18 @@ def test_pickled_weights_are_refused_without_being_unpickled(tmp_path):
     assert not marker.exists()
 
 
-def test_the_cli_refuses_pickled_weights_in_one_line(tmp_path):
+def test_the_cli_refuses_pickled_weights_in_one_line(tmp_path, ser_here):
     marker = tmp_path / "unpickled"
     checkpoint = _pickle_only_checkpoint(tmp_path / "best", marker)
     clip = write_tone(tmp_path / "clip.wav")
-    done = ser("predict", "--checkpoint", str(checkpoint), str(clip), check=False)
+    done = ser_here("predict", "--checkpoint", str(checkpoint), str(clip), check=False)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "no safetensors weights" in lines[0], done.stderr
     assert not marker.exists()
 
 
+@pytest.mark.fast
 def test_checkpoints_asking_for_custom_code_are_refused(tmp_path):
     checkpoint = make_tiny_checkpoint(tmp_path / "best")
     config = json.loads((checkpoint / "config.json").read_text())
@@ -108,6 +110,7 @@ def _training_state(directory: Path) -> dict:
     return states
 
 
+@pytest.mark.fast
 def test_resume_states_are_plain_tensors_and_anything_else_is_refused(tmp_path):
     states = _training_state(tmp_path / "good")
     _, loaded = load_training_state(tmp_path / "good", list(states))  # weights_only=True accepts them
@@ -246,6 +249,7 @@ def unsafe_loading(source: str) -> list[str]:
     return found
 
 
+@pytest.mark.fast
 def test_the_scanner_finds_every_unsafe_pattern():
     bad = """
 import pickle
@@ -270,6 +274,7 @@ AutoModel.from_pretrained(name, trust_remote_code=False)
     assert unsafe_loading(good) == []
 
 
+@pytest.mark.fast
 def test_no_code_loads_pickles_or_remote_code():
     files = [p for d in SOURCE_DIRS for p in sorted((REPO_ROOT / d).rglob("*.py"))]
     assert len(files) > 20
@@ -322,6 +327,7 @@ def _is_api(function: ast.FunctionDef) -> bool:
     )
 
 
+@pytest.mark.fast
 def test_no_service_api_takes_a_path_string_from_the_request():
     modules = _service_modules()
     aliases = _aliases(modules)

@@ -1,7 +1,8 @@
 """The server's resources stay bounded: uploads leave no temporary files behind, and resident memory
 is flat over a soak of 3,000 requests at concurrency 16 (figures: test-artifacts/soak.json).
 
-A server of its own, with TMPDIR pointing to an empty directory and its process id known."""
+The session's server (`served` in conftest.py): its TMPDIR is an empty directory of its own and its
+process id is known."""
 
 from __future__ import annotations
 
@@ -17,22 +18,12 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 import pytest
-from conftest import REPO_ROOT, SERVICE_ENV
+from conftest import REPO_ROOT
 from helpers import LABELS, post_audio, tone, wav_bytes
 
 ARTIFACTS = Path(os.environ.get("SER_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts"))
 WARM_UP_REQUESTS, SOAK_REQUESTS, CONCURRENCY = 300, 3000, 16
 MAX_RSS_CHANGE = 0.10
-
-
-@pytest.fixture(scope="module")
-def own_server(store, tmp_path_factory):
-    from pipeline.serving import service_process
-
-    home, tag = store
-    tmpdir = tmp_path_factory.mktemp("server-tmp")
-    with service_process(tag, home, env={**SERVICE_ENV, "TMPDIR": str(tmpdir)}) as service:
-        yield service, tmpdir
 
 
 def server_errors(url: str) -> float:
@@ -64,8 +55,8 @@ def disconnect_mid_upload(url: str) -> None:
         )
 
 
-def test_uploads_leave_no_temporary_files(own_server):
-    service, tmpdir = own_server
+def test_uploads_leave_no_temporary_files(served):
+    service, tmpdir = served
     before = files_under(tmpdir)  # what the server wrote at start-up (the demo's example clips)
     good = [wav_bytes(1.0), wav_bytes(2.5, seed=1)]
     bad = [b"", b"not audio" * 100, wav_bytes()[:44], b"RIFF" + bytes(5 * 2**20)]
@@ -130,8 +121,8 @@ def load(client: httpx.Client, url: str, n: int) -> tuple[int, float]:
 
 
 @pytest.mark.slow
-def test_soak_has_no_failures_and_flat_memory(own_server):
-    service, _ = own_server
+def test_soak_has_no_failures_and_flat_memory(served):
+    service, _ = served
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
     with httpx.Client(timeout=120, limits=limits) as client:
         warm_failures, _ = load(client, service.url, WARM_UP_REQUESTS)

@@ -10,6 +10,8 @@ import pytest
 from pipeline.errors import SerError
 from pipeline.splits import SPLITS, SplitConfig, make_splits
 
+pytestmark = pytest.mark.fast  # pure logic: `make test-fast`
+
 
 def _speakers(n: int, clips: int = 6, labels: int = 3) -> list[dict]:
     """`n` speakers, `clips` each with labels in turn, genders alternating (even speakers male)."""

@@ -42,6 +42,7 @@ LABELS = ["angry", "happy", "neutral", "sad"]
 QUIET = ["train.report_to=[]"]
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_metrics_agree_with_scikit_learn(seed):
     rng = np.random.default_rng(seed)
@@ -63,6 +64,7 @@ def test_metrics_agree_with_scikit_learn(seed):
         assert scores["support"] == support[i]
 
 
+@pytest.mark.fast
 def test_length_grouped_batches_cover_every_clip_once_and_cut_padding():
     lengths = np.random.default_rng(0).integers(8_000, 80_000, 203)
     grouped = LengthGroupedBatches(lengths, 16, shuffle=True, seed=3)
@@ -78,6 +80,7 @@ def test_length_grouped_batches_cover_every_clip_once_and_cut_padding():
     assert sorted(i for batch in evaluation for i in batch) == list(range(203))
 
 
+@pytest.mark.fast
 def test_scheduler_warms_up_freezes_the_backbone_then_decays():
     torch.manual_seed(0)
     model = build_model(ModelConfig(), LABELS)
@@ -98,6 +101,7 @@ def test_scheduler_warms_up_freezes_the_backbone_then_decays():
     assert max(r[head[0]] for r in rates) == pytest.approx(1e-2, rel=0.1)
 
 
+@pytest.mark.fast
 def test_balanced_class_weights_match_scikit_learn():
     rows = ["sad"] * 10 + ["angry"] * 30 + ["happy"] * 5 + ["neutral"] * 55
     ours = class_weights(rows, LABELS, "balanced")
@@ -106,6 +110,7 @@ def test_balanced_class_weights_match_scikit_learn():
     assert class_weights(rows, LABELS, "none") is None
 
 
+@pytest.mark.fast
 def test_half_written_checkpoints_are_never_picked_up(tmp_path):
     for step in (10, 20, 30):
         (tmp_path / f"step-{step:07d}").mkdir()
@@ -131,16 +136,16 @@ def test_training_writes_curves_model_card_and_tensorboard_logs(trained):
     )
 
 
-def test_overfit_batches_drives_the_loss_near_zero(prepared):
-    done = ser("train", "--data", str(prepared), "--overfit-batches", "1", "train.batch_size=4")
+def test_overfit_batches_drives_the_loss_near_zero(prepared, ser_here):
+    done = ser_here("train", "--data", str(prepared), "--overfit-batches", "1", "train.batch_size=4")
     assert "the model can learn" in done.stdout
     final = float(done.stdout.split("->")[1].split()[0])
     assert final < 0.05
 
 
-def test_sanity_report_describes_the_first_batch(prepared, tmp_path):
+def test_sanity_report_describes_the_first_batch(prepared, tmp_path, ser_here):
     out = tmp_path / "run"
-    ser(
+    ser_here(
         "train",
         "--data",
         str(prepared),
@@ -409,7 +414,7 @@ def test_a_crash_anywhere_in_saving_a_training_state_never_exposes_a_partial_one
     assert n > 10
 
 
-def test_two_processes_evaluate_every_sample_exactly_once(prepared, tmp_path):
+def test_two_processes_evaluate_every_sample_exactly_once(prepared, tmp_path, ser_here):
     """`accelerate launch` with 2 CPU processes (gloo): 16 validation clips in batches of 6 do not
     split evenly, yet each is counted once, and the metrics equal a single-process evaluation."""
     out = tmp_path / "ddp"
@@ -436,6 +441,6 @@ def test_two_processes_evaluate_every_sample_exactly_once(prepared, tmp_path):
     assert [h["val_samples"] for h in metrics["history"]] == [16, 16]
     assert metrics["validation"]["samples"] == 16 and metrics["test"]["samples"] == 16
     single = json.loads(
-        ser("evaluate", "--checkpoint", str(out / "best"), "--data", str(prepared), "--json").stdout
+        ser_here("evaluate", "--checkpoint", str(out / "best"), "--data", str(prepared), "--json").stdout
     )
     assert single["confusion_matrix"] == metrics["test"]["confusion_matrix"]

@@ -89,6 +89,7 @@ def test_pruned_trials_stop_training(prepared, tmp_path):
     assert (out / "history.png").exists()
 
 
+@pytest.mark.fast
 def test_suggest_lr_is_the_steepest_descent():
     lrs = np.logspace(-7, 1, 81)  # 10 points per decade
     x = np.log10(lrs)
