@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +63,60 @@ def pytest_collection_modifyitems(config, items):
         heavy = HEAVY_FIXTURES.intersection(item.fixturenames)
         if item.get_closest_marker("fast") and heavy:
             raise pytest.UsageError(f"{item.nodeid} is marked fast but uses {', '.join(sorted(heavy))}")
+    items.sort(key=lambda item: "default_training" in item.fixturenames)  # it waits: last
+
+
+# The full default training: demo corpus (40 speakers, 960 clips), prepared, trained with the
+# default config, on one thread, in the background from the start of the run.
+DEFAULT_TRAINING = """
+set -e
+"$PY" -m pipeline.cli synth --out "$OUT/corpus"
+"$PY" -m pipeline.cli prepare --corpus auto --data-dir "$OUT/corpus" --out "$OUT/data" --num-proc 1
+"$PY" -m pipeline.cli train --config configs/default.yaml --data "$OUT/data" --output-dir "$OUT/run" \
+    train.report_to=[]
+"""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _default_training_job(request, tmp_path_factory):
+    """Starts the full default training when a selected test needs it; yields (process, its
+    output directory, its log) or None."""
+    if not any("default_training" in item.fixturenames for item in request.session.items):
+        yield None
+        return
+    out = tmp_path_factory.mktemp("default-training")
+    env = {
+        **os.environ,
+        "PY": sys.executable,
+        "OUT": str(out),
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
+    log = out / "log.txt"
+    with open(log, "wb") as sink:
+        proc = subprocess.Popen(
+            ["bash", "-c", DEFAULT_TRAINING],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield proc, out, log
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture
+def default_training(_default_training_job) -> Path:
+    """The output directory of the full default training (`metrics.json`, `best/`), once done."""
+    proc, out, log = _default_training_job
+    code = proc.wait(timeout=2400)
+    assert code == 0, log.read_text()[-3000:]
+    return out / "run"
 
 
 @pytest.fixture(scope="session")

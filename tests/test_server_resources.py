@@ -28,14 +28,14 @@ MAX_RSS_CHANGE = 0.10
 
 def server_errors(url: str) -> float:
     """Requests answered 5xx so far, from the Prometheus metrics (they count even the answers that
-    no client was left to read)."""
+    no client was left to read). Not /readyz's 503s: that is its answer until the warm-up is done."""
     text = httpx.get(f"{url}/metrics", timeout=10).text
     assert 'http_response_code="200"' in text  # the series this reads exist
+    series = re.findall(r"bentoml_service_request_total\{([^}]*)\} (\S+)", text)
     return sum(
-        map(
-            float,
-            re.findall(r'bentoml_service_request_total\{[^}]*http_response_code="5\d\d"[^}]*\} (\S+)', text),
-        )
+        float(value)
+        for labels, value in series
+        if re.search(r'http_response_code="5\d\d"', labels) and 'endpoint="/readyz"' not in labels
     )
 
 
