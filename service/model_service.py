@@ -17,8 +17,8 @@ from service.settings import SETTINGS
 retain_freed_memory()  # before BentoML's worker threads, which run the model, start allocating
 
 
-# The API service's client to this one never renews its connection pool: BentoML 1.4 (>=1.4.30,<1.5) renews
-# it every 100 calls by closing it under the calls still in flight, which then fail ("Server
+# The API service's client to this one never renews its connection pool: BentoML 1.4 (>=1.4.30,<1.5)
+# renews it every 100 calls by closing it under the calls still in flight, which then fail ("Server
 # disconnected"), and now and then the call that renews it hangs until the 60-s timeout (504).
 @bentoml.service(workers=1, runner_connection={"max_requests": 2**31 - 1, "max_age": 1e9})
 class EmotionModel:

@@ -72,9 +72,8 @@ def test_evaluate_and_predict_at_each_precision(trained, prepared, corpus, ser_h
     assert fp32["precision"] == "fp32"
     clip = str(next(corpus.glob("*/*.wav")))
     for precision in ("int8", "bf16"):
-        reduced = ser_here("evaluate", *args, "--data", str(prepared), "--json", "--precision", precision)
-        reduced = reduced.stdout
-        reduced = json.loads(reduced)
+        evaluated = ser_here("evaluate", *args, "--data", str(prepared), "--json", "--precision", precision)
+        reduced = json.loads(evaluated.stdout)
         assert reduced["precision"] == precision and reduced["samples"] == fp32["samples"]
         assert abs(reduced["accuracy"] - fp32["accuracy"]) <= 0.25
         answer = json.loads(ser_here("predict", *args, "--precision", precision, clip).stdout)
