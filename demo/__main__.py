@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 
 from demo.app import build_demo, example_clips
-from pipeline.errors import AudioError
-from pipeline.timeline import Options
+from pipeline.errors import InputError
+from pipeline.inference.answers import Options
 
 
 class RemoteModel:
@@ -28,7 +28,7 @@ class RemoteModel:
                 message = response.json()["error"]
             except (ValueError, KeyError, TypeError):
                 message = f"HTTP {response.status_code}: {response.text[:200]}"
-            raise AudioError(message, status=response.status_code)
+            raise InputError(message)
         return response.json()
 
     def classify(self, path: str, options: Options) -> dict[str, Any]:
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         remote = RemoteModel(args.api)
-    except (httpx.HTTPError, AudioError) as err:
+    except (httpx.HTTPError, InputError) as err:
         parser.exit(1, f"python -m demo: error: cannot reach the REST API at {args.api}: {err}\n")
     demo = build_demo(remote.classify, remote.info["labels"], remote.info["model"], example_clips())
     demo.launch(

@@ -3,7 +3,6 @@ emotion over time."""
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,20 +10,21 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from pipeline.errors import AudioError
-from pipeline.synth import write_examples
-from pipeline.timeline import Options
+from pipeline.errors import InputError
+from pipeline.inference.answers import Options
 
 TIMELINE_MIN_S = 4.0  # clips at least this long also get a plot of emotion over time
 TIMELINE = Options(window_s=2.0, hop_s=0.5)
+EXAMPLES = Path(__file__).parent / "examples"
+EXAMPLE_NAMES = ("neutral", "happy", "sad", "angry", "story_neutral_happy_sad_angry")
 
 Classify = Callable[[str, Options], dict[str, Any]]
 
 
 def example_clips() -> list[str]:
-    """Synthetic example clips (one per emotion, and a longer one that changes emotion), written
-    once per machine into the temporary directory."""
-    return [str(p) for p in write_examples(Path(tempfile.gettempdir()) / "ser-demo-examples")]
+    """The synthetic example clips shipped with the demo: one per emotion, then a longer one whose
+    emotion changes (written by `pipeline.data.synth.write_examples`)."""
+    return [str(EXAMPLES / f"{name}.flac") for name in EXAMPLE_NAMES]
 
 
 def timeline_frame(answer: dict[str, Any]) -> pd.DataFrame:
@@ -42,7 +42,7 @@ def build_demo(classify: Classify, labels: list[str], model_name: str, examples:
     """A Blocks app around `classify(path, options)`, which returns the REST API's answer (the
     service's own method when mounted at /ui, an HTTP call with `python -m demo --api URL`).
 
-    `classify` raises AudioError for bad input; the upload limit (`max_file_size`) is set where the
+    `classify` raises InputError for bad input; the upload limit (`max_file_size`) is set where the
     app is mounted or launched.
     """
 
@@ -55,7 +55,7 @@ def build_demo(classify: Classify, labels: list[str], model_name: str, examples:
                 return answer["scores"], gr.LinePlot(visible=False)
             frame = timeline_frame(classify(path, TIMELINE))
             return answer["scores"], gr.LinePlot(value=frame, visible=True)
-        except AudioError as err:  # name the file, not Gradio's temporary path
+        except InputError as err:  # name the file, not Gradio's temporary path
             raise gr.Error(str(err).replace(path, Path(path).name)) from err
 
     with gr.Blocks(title="Speech emotion recognition") as demo:

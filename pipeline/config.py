@@ -1,4 +1,5 @@
-"""Run configuration: dataclasses loaded from YAML, overridden by `section.key=value` strings."""
+"""Run configuration: dataclasses, the one source of defaults and help (flags are derived from them,
+`pipeline.arguments`), loaded from YAML and overridden by flags and `section.key=value` strings."""
 
 from __future__ import annotations
 
@@ -11,45 +12,62 @@ from typing import Any, Union
 
 import yaml
 
+from .arguments import option
+from .data.corpora import READERS
+from .data.splits import SplitConfig
 from .errors import ConfigError, first_line
 
 # Inference precision of `ser predict/evaluate` and the service: auto = bf16 for models of 10 M
 # parameters or more where the hardware runs it natively (AVX512-BF16/AMX CPUs, CUDA GPUs with bf16),
 # else fp32; int8 = dynamic int8 linear layers (CPU).
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
+TRAINERS = ("accelerate", "hf")
+SCHEDULES = ("linear", "cosine", "constant")
+CLASS_WEIGHTS = ("none", "balanced")
+MIXED_PRECISIONS = ("no", "fp16", "bf16")
+
+SMALL_MODEL = {
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 128,
+    "conv_dim": [32, 32, 32, 32, 32, 32, 32],
+    "num_conv_pos_embeddings": 16,
+    "num_conv_pos_embedding_groups": 4,
+    "feat_extract_norm": "layer",
+    "classifier_proj_size": 64,
+    "mask_time_prob": 0.0,
+}
 
 
 @dataclass
 class DataConfig:
     """Where the prepared data lives and how clips are cut for training."""
 
-    path: str = "runs/data"
-    fold: int | None = None  # which fold of the prepared splits; None = all of them
-    max_train_seconds: float = 3.0  # random crop of longer clips during training
-    max_eval_seconds: float = 10.0  # centre crop at evaluation (bounds memory)
+    path: str = option("runs/demo/data", "prepared data directory (`ser prepare --out`)", flag="--data")
+    fold: int | None = option(
+        None, "fold of the prepared splits to train; none = every fold, cross-validated"
+    )
+    max_train_seconds: float = option(3.0, "random crop of longer clips while training")
+    max_eval_seconds: float = option(
+        10.0,
+        "centre crop of longer clips for validation during training (bounds memory); the final "
+        "evaluation, like `ser evaluate`, classifies whole clips",
+    )
 
 
 @dataclass
 class ModelConfig:
-    """The backbone: a Hub id / local directory, or (null) a small wav2vec2 built from `small`."""
+    """The backbone: a Hub id / local directory, or (none) a small wav2vec2 built from `small`."""
 
-    backbone: str | None = None
-    trust_remote_code: bool = False
-    freeze_feature_encoder: bool = False
-    dropout: float | None = None  # hidden, attention and final dropout; None = the backbone's own
-    small: dict[str, Any] = field(
-        default_factory=lambda: {
-            "hidden_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "intermediate_size": 128,
-            "conv_dim": [32, 32, 32, 32, 32, 32, 32],
-            "num_conv_pos_embeddings": 16,
-            "num_conv_pos_embedding_groups": 4,
-            "feat_extract_norm": "layer",
-            "classifier_proj_size": 64,
-            "mask_time_prob": 0.0,
-        }
+    backbone: str | None = option(
+        None, "Hub id (facebook/wav2vec2-base) or local directory; none = the small wav2vec2 of model.small"
+    )
+    trust_remote_code: bool = option(False, "run custom code a backbone ships (only backbones you trust)")
+    freeze_feature_encoder: bool = option(False, "keep the convolutional feature encoder fixed")
+    dropout: float | None = option(None, "hidden, attention and final dropout; none = the backbone's own")
+    small: dict[str, Any] = option(
+        factory=lambda: dict(SMALL_MODEL), help="Wav2Vec2Config of the small model"
     )
 
 
@@ -57,41 +75,115 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation and bookkeeping of the training loop."""
 
-    output_dir: str = "runs/default"
-    trainer: str = "accelerate"  # accelerate (our loop) | hf (transformers.Trainer)
-    epochs: int = 20
-    batch_size: int = 16
-    learning_rate: float = 2e-3  # the backbone's
-    head_learning_rate: float | None = None  # defaults to learning_rate
-    weight_decay: float = 0.01
-    scheduler: str = "linear"  # linear | cosine | constant, after the warm-up
-    warmup_ratio: float = 0.1
-    gradient_accumulation_steps: int = 1
-    max_grad_norm: float = 1.0
-    freeze_backbone_steps: int = 0  # train only the head for the first N optimizer steps
-    class_weights: str = "none"  # none | balanced (inverse class frequency in the loss)
-    # Batch clips of similar duration: far less padding, but where duration tracks the emotion (the
-    # demo corpus: sad clips are the longest) batches become single-emotion and training fails.
-    group_by_length: bool = False
-    mixed_precision: str | None = None  # no | fp16 | bf16; None = what `accelerate launch` says
-    eval_every: int = 0  # validate every N optimizer steps; 0 = after each epoch
-    early_stopping_patience: int = 0  # validations without UAR gain before stopping; 0 = off
-    save_every: int = 0  # full-state checkpoint every N steps; 0 = at each validation
-    keep_checkpoints: int = 2  # full-state checkpoints kept for --resume
-    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])  # Accelerate trackers
-    sanity_report: bool = False  # print shapes, ranges, label balance and gradient norms first
-    seed: int = 0
-    num_workers: int = 0
+    output_dir: str = option("runs/demo/model", "run directory: best/, checkpoints/, metrics.json, plots")
+    trainer: str = option(
+        "accelerate",
+        "accelerate (our loop) or hf (transformers.Trainer); the flag alone means hf",
+        choices=TRAINERS,
+        const="hf",
+    )
+    epochs: int = option(
+        40,
+        "passes over the training data (the small model from scratch breaks "
+        "through around epoch 12; 20 was seed-fragile)",
+    )
+    batch_size: int = option(16, "clips per batch (per process)")
+    learning_rate: float = option(2e-3, "the backbone's peak learning rate")
+    head_learning_rate: float | None = option(None, "the new head's; none = learning_rate")
+    weight_decay: float = option(0.01, "AdamW weight decay (not on biases and norms)")
+    scheduler: str = option("linear", "decay after the warm-up", choices=SCHEDULES)
+    warmup_ratio: float = option(0.1, "share of the steps with a linear warm-up")
+    gradient_accumulation_steps: int = option(1, "batches per optimizer step")
+    max_grad_norm: float = option(1.0, "gradient clipping")
+    freeze_backbone_steps: int = option(0, "train only the head for the first N optimizer steps")
+    class_weights: str = option(
+        "none", "balanced: inverse class frequency in the loss", choices=CLASS_WEIGHTS
+    )
+    group_by_length: bool = option(
+        False,
+        "batch clips of similar duration: far less padding (33% -> 2% on the demo corpus), but where "
+        "duration gives the emotion away (demo corpus: sad clips are longest) batches become "
+        "single-emotion and training fails",
+    )
+    mixed_precision: str | None = option(
+        None, "none = what `accelerate launch` says", choices=(None, *MIXED_PRECISIONS)
+    )
+    eval_every: int = option(0, "validate every N optimizer steps; 0 = after each epoch")
+    early_stopping_patience: int = option(0, "validations without UAR gain before stopping; 0 = off")
+    save_every: int = option(0, "full-state checkpoint every N steps; 0 = at each validation")
+    keep_checkpoints: int = option(2, "full-state checkpoints kept for --resume")
+    report_to: list[str] = option(
+        factory=lambda: ["tensorboard"],
+        help="Accelerate trackers, comma-separated (tensorboard,mlflow); none: off",
+    )
+    sanity_report: bool = option(
+        False, "print shapes, ranges, label balance and gradient norms first (sanity.json)", flag="--sanity"
+    )
+    seed: int = option(0, "seeds initialisation, batch order, crops and dropout")
+    num_workers: int = option(0, "DataLoader worker processes")
 
 
 @dataclass
 class Config:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# `ser prepare` and `ser synth`
+
+
+@dataclass
+class DecodeConfig:
+    """Everything that changes the decoded audio (and so the cache key)."""
+
+    min_seconds: float = option(0.2, "shorter clips are left out")
+    max_seconds: float = option(30.0, "longer clips are cropped or left out (--long-clips)")
+    long_clips: str = option(
+        "crop", "crop: keep the first --max-seconds; skip: leave the clip out", choices=("crop", "skip")
+    )
+    trim_silence: bool = option(False, "drop leading and trailing silence")
+    trim_top_db: float = option(40.0, "silence is this many dB below the clip's peak")
+
+
+@dataclass
+class PrepareConfig:
+    """What `ser prepare` reads, keeps, decodes and how it splits."""
+
+    corpora: list[str] = option(
+        factory=lambda: ["auto"],
+        flag="--corpus",
+        choices=("auto", *READERS),
+        words=True,
+        help="one reader for all data dirs, or one per data dir",
+    )
+    labels: list[str] = option(
+        factory=list, help="keep only these labels (e.g. neutral,happy,sad,angry); none: all"
+    )
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    max_bad_fraction: float = option(0.2, "stop above this share of unusable files")
+    num_proc: int = option(1, "decoding processes")
+    backbone: str | None = option(None, "apply this model's feature extractor; none = the small model's")
+    splits: SplitConfig = field(default_factory=SplitConfig)
+
+
+@dataclass
+class SynthConfig:
+    """The size and seed of the demo corpus (`ser synth`)."""
+
+    speakers: int = option(40, "synthetic speakers (half female, half male)")
+    utterances: int = option(6, "clips per speaker and emotion")
+    seed: int = option(0, "seeds the speakers and every clip")
+
+
+def differences(cfg: Config) -> dict[str, dict[str, Any]]:
+    """{section: {key: value}} of what `cfg` sets other than the defaults: a config file's content."""
+    default, values = Config().to_dict(), cfg.to_dict()
+    found = {s: {k: v for k, v in keys.items() if v != default[s][k]} for s, keys in values.items()}
+    return {section: keys for section, keys in found.items() if keys}
 
 
 def _allowed_types(section: Any, key: str) -> tuple[type, ...]:
@@ -113,6 +205,10 @@ def _typed(value: Any, section: Any, key: str, name: str) -> Any:
         except ValueError:
             pass
     if isinstance(value, allowed) and (isinstance(value, bool) <= (bool in allowed)):
+        choices = {f.name: f for f in dataclasses.fields(section)}[key].metadata.get("choices")
+        if choices and value not in choices:
+            shown = ", ".join("null" if c is None else str(c) for c in choices)
+            raise ConfigError(f"config key {name!r} must be one of {shown}, got {value!r}")
         return value
     names = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
     raise ConfigError(f"config key {name!r} expects {names}, got {value!r}")
@@ -132,8 +228,11 @@ def _apply(section: Any, values: dict[str, Any], prefix: str) -> None:
             setattr(section, key, _typed(value, section, key, prefix + key))
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
-    """Defaults, then the YAML file, then `section.key=value` overrides."""
+def load_config(
+    path: str | Path | None = None, overrides: list[str] = (), flags: dict[str, Any] | None = None
+) -> Config:
+    """Defaults, then the YAML file, then `flags` ({"train.epochs": 5}), then `section.key=value`
+    overrides."""
     config = Config()
     if path is not None:
         path = Path(path)
@@ -146,6 +245,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         if not isinstance(values, dict):
             raise ConfigError(f"config file {path} must hold a mapping")
         _apply(config, values, "")
+    for key, value in (flags or {}).items():
+        section, _, leaf = key.rpartition(".")
+        _apply(getattr(config, section), {leaf: value}, section + ".")
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or "." not in key:

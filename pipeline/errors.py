@@ -1,4 +1,5 @@
-"""User-facing errors: the CLI prints them as one line, the service maps them to 4xx."""
+"""User-facing errors, by kind: the CLI prints them as one line; only `service/` maps kinds to HTTP
+status codes."""
 
 import math
 
@@ -16,12 +17,20 @@ class ConfigError(SerError):
     """Unknown or badly typed configuration value."""
 
 
-class AudioError(SerError):
-    """Audio that cannot be decoded or is outside the accepted limits."""
+class InputError(SerError):
+    """A clip or request that cannot be answered as given."""
 
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
+
+class AudioError(InputError):
+    """Audio that cannot be read: missing, empty, undecodable, or with non-finite samples."""
+
+
+class LimitError(AudioError):
+    """Readable audio outside the accepted limits: duration, sampling rate, channels."""
+
+
+class OptionError(InputError):
+    """A request option that no clip could satisfy (top_k, window_s, hop_s)."""
 
 
 def seconds_past(seconds: float, decimals: int, up: bool) -> str:

@@ -1,8 +1,14 @@
-"""Classification metrics from one confusion matrix (NumPy arithmetic, checked against scikit-learn)."""
+"""Classification metrics from one confusion matrix (NumPy arithmetic, checked against scikit-learn),
+also as a Hugging Face `evaluate` module for the final reports."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
+
+_DESCRIPTION = """Speech-emotion-recognition scores from one confusion matrix: accuracy, UAR (unweighted
+average recall, the usual headline number for SER), macro-F1, and per-class precision, recall and F1."""
 
 
 def classification_metrics(y_true, y_pred, labels: list[str]) -> dict:
@@ -29,3 +35,36 @@ def classification_metrics(y_true, y_pred, labels: list[str]) -> dict:
             for label, p, r, f, s in zip(labels, precision, recall, f1, support)
         },
     }
+
+
+@functools.cache
+def _emotion_metrics() -> type:
+    """The `evaluate.Metric` class, made on first use: `import evaluate` also imports
+    `transformers.pipelines`, seconds of start-up that validation during training does not need."""
+    import datasets
+    import evaluate
+
+    class EmotionMetrics(evaluate.Metric):
+        """`EmotionMetrics().compute(predictions=ids, references=ids, labels=names)`."""
+
+        def _info(self) -> evaluate.MetricInfo:
+            return evaluate.MetricInfo(
+                description=_DESCRIPTION,
+                citation="",
+                inputs_description="predictions, references: class ids; labels: the class names in id order",
+                features=datasets.Features(
+                    {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
+                ),
+            )
+
+        def _compute(self, predictions, references, labels: list[str]) -> dict:
+            return classification_metrics(references, predictions, labels)
+
+    return EmotionMetrics
+
+
+def evaluate_predictions(y_true, y_pred, labels: list[str]) -> dict:
+    """`classification_metrics` computed through `evaluate`."""
+    return _emotion_metrics()(keep_in_memory=True).compute(
+        predictions=np.asarray(y_pred), references=np.asarray(y_true), labels=list(labels)
+    )

@@ -15,8 +15,8 @@ from transformers import (
     Wav2Vec2ForSequenceClassification,
 )
 
-from .audio import TARGET_SAMPLING_RATE
 from .config import ModelConfig
+from .data.audio import TARGET_SAMPLING_RATE
 from .errors import ConfigError, SerError, first_line
 
 SAFETENSORS_NAMES = ("model.safetensors", "model.safetensors.index.json")

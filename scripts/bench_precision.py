@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.allocator import retain_freed_memory
 from pipeline.config import PRECISIONS
-from pipeline.features import load_prepared
-from pipeline.inference import Predictor
-from pipeline.serving import REPO_ROOT
-from pipeline.train import evaluate_checkpoint
+from pipeline.data.prepared import load_prepared
+from pipeline.inference.evaluate import evaluate_checkpoint
+from pipeline.inference.memory import retain_freed_memory
+from pipeline.inference.predictor import Predictor
+from pipeline.inference.serve import REPO_ROOT
 
 DEMO = REPO_ROOT / "runs" / "demo"
 

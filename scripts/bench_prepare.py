@@ -2,7 +2,7 @@
 
 The straightforward recipe (what transformers' audio-classification example does): a `datasets`
 `Audio` column cast to 16 kHz, decoded and resampled example by example (torchcodec + FFmpeg), then
-the feature extractor example by example. Ours: `pipeline.features.prepare`, the whole command
+the feature extractor example by example. Ours: `pipeline.data.prepare.prepare`, the whole command
 (reading, decoding, splitting, writing), cold (empty cache) and warm (same settings again).
 
 The corpus is the synthetic demo corpus re-saved as 48 kHz stereo WAV, as RAVDESS is distributed.
@@ -29,11 +29,11 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 import torchcodec.decoders  # noqa: E402, F401
 
-from pipeline.audio import resample  # noqa: E402
-from pipeline.config import ModelConfig  # noqa: E402
-from pipeline.features import PrepareConfig, prepare  # noqa: E402
+from pipeline.config import ModelConfig, PrepareConfig  # noqa: E402
+from pipeline.data.audio import resample  # noqa: E402
+from pipeline.data.prepare import prepare  # noqa: E402
+from pipeline.data.synth import synthesize_corpus  # noqa: E402
 from pipeline.model import build_feature_extractor  # noqa: E402
-from pipeline.synth import synthesize_corpus  # noqa: E402
 
 
 def make_corpus(root: Path, speakers: int, utterances: int, rate: int) -> tuple[list[Path], float]:

@@ -39,14 +39,14 @@ import httpx
 import numpy as np
 import soundfile as sf
 import torch
+from servers import REPO_ROOT, background_server, export_to_store, free_port, running_service
 from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
 
-from pipeline.allocator import retain_freed_memory
 from pipeline.config import ModelConfig
-from pipeline.inference import Predictor, autocast
+from pipeline.data.synth import SAMPLING_RATE, make_speakers, synthesize_utterance
+from pipeline.inference.memory import retain_freed_memory
+from pipeline.inference.predictor import Predictor, autocast
 from pipeline.model import build_feature_extractor, build_model
-from pipeline.serving import REPO_ROOT, background_server, export_to_store, free_port, running_service
-from pipeline.synth import SAMPLING_RATE, make_speakers, synthesize_utterance
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 CLIP_SECONDS = 3.0

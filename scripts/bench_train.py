@@ -1,12 +1,11 @@
 """Benchmark training: samples per second and validation UAR of three trainers, in one run, on one corpus.
 
-1. ours: `pipeline.train.train(cfg)`, the Accelerate loop over the prepared (decoded once) audio.
+1. ours: `pipeline.training.run.train(cfg)`, the Accelerate loop over the prepared (decoded once) audio.
 2. ours, Trainer: `train.trainer=hf`, the same model, data, optimizer and loss through `transformers.Trainer`.
 3. example: the recipe of transformers' examples/pytorch/audio-classification/run_audio_classification.py
-   with its README flags: a `datasets` `Audio(sampling_rate=16000)` column, decoded and resampled on the
-   fly (torchcodec + FFmpeg) in every epoch by `set_transform`, random crop and the feature extractor per
-   batch, `Trainer` padding random batches (`DataCollatorWithPadding`), evaluating and saving every epoch
-   and loading the best checkpoint at the end, then `trainer.evaluate()`.
+   with its README flags (`scripts/baseline_train.py`): audio decoded and resampled on the fly in every
+   epoch, random crop and the feature extractor per batch, `Trainer` padding random batches, evaluating
+   and saving every epoch and loading the best checkpoint at the end, then `trainer.evaluate()`.
 Also `ours-grouped` / `ours-random`: our loop with `train.group_by_length` true / false; by default the
 one that differs from the configuration runs too, which separates the padding lever.
 
@@ -19,8 +18,10 @@ that only the pipeline differs; it picks its best checkpoint by UAR instead of a
 Trainer's optimizer (fused AdamW; ours: AdamW) and its metric code is replaced by scikit-learn's.
 
 Wall time is the whole call, model building to final evaluation, as a user waits for it; "training only"
-is wall time less the time spent evaluating (`predict_loader` in ours, `Trainer.evaluate` otherwise);
-CPU time (all threads of the process) is the measure least disturbed by other load on the machine.
+is wall time less the time spent evaluating, as each trainer reports it: ours its results'
+`evaluation_s` (validation during training, then the best checkpoint on validation and test), the
+example its `trainer.evaluate` calls (timed by `baseline_train.TimedTrainer`); CPU time (all threads of
+the process) is the measure least disturbed by other load on the machine.
 samples/s = train clips x epochs / seconds; val UAR = macro recall of the best checkpoint on validation.
 torch keeps its default thread count; OpenMP threads wait passively (see below). The corpus is the demo
 corpus re-saved as 48 kHz stereo WAV (`bench_prepare.make_corpus`); ours needs `ser prepare` once (timed,
@@ -35,37 +36,32 @@ training CPU time per epoch. Prints Markdown tables and writes them, with a bar 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import functools
-import math
 import os
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
-from random import randint
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # OpenMP threads that spin while waiting turn a busy machine's hiccups into 10x slower steps; passive
 # waiting keeps timings stable under other load. The same for every trainer; set it to ACTIVE to override.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import datasets  # noqa: E402
 import matplotlib.pyplot  # noqa: E402, F401  (one-time imports are paid before any timing)
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import transformers  # noqa: E402
+from baseline_train import example, profile_example  # noqa: E402
 from bench_prepare import make_corpus  # noqa: E402
-from sklearn.metrics import accuracy_score, recall_score  # noqa: E402
 
-import pipeline.train  # noqa: E402
-from pipeline.config import Config, load_config  # noqa: E402
-from pipeline.features import PrepareConfig, load_prepared, prepare  # noqa: E402
-from pipeline.model import build_feature_extractor, build_model  # noqa: E402
+from pipeline.config import Config, PrepareConfig, load_config  # noqa: E402
+from pipeline.data.prepare import prepare  # noqa: E402
+from pipeline.data.prepared import load_prepared  # noqa: E402
+from pipeline.model import build_model  # noqa: E402
+from pipeline.training.run import train  # noqa: E402
 
 EXAMPLE = "example: run_audio_classification.py recipe"
-EVALUATION = [(pipeline.train, "predict_loader"), (transformers.Trainer, "evaluate")]
 
 
 @dataclass
@@ -79,49 +75,20 @@ class Run:
     padding: float | None = None  # share of padded samples in training batches, where known
 
 
-class Stopwatch:
-    """Wall and CPU seconds spent in the outermost calls of the functions `timing` wraps."""
-
-    def __init__(self):
-        self.seconds, self.cpu_seconds, self.depth = 0.0, 0.0, 0
-
-
-@contextlib.contextmanager
-def timing(targets: list[tuple[object, str]]):
-    """Wraps each `owner.name` (module function or class method) to add its duration to one Stopwatch."""
-    watch, originals = Stopwatch(), [(owner, name, getattr(owner, name)) for owner, name in targets]
-
-    def wrap(original):
-        @functools.wraps(original)
-        def timed(*args, **kwargs):
-            watch.depth += 1
-            start, cpu = time.perf_counter(), time.process_time()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                watch.depth -= 1
-                if not watch.depth:
-                    watch.seconds += time.perf_counter() - start
-                    watch.cpu_seconds += time.process_time() - cpu
-
-        return timed
-
-    for owner, name, original in originals:
-        setattr(owner, name, wrap(original))
-    try:
-        yield watch
-    finally:
-        for owner, name, original in originals:
-            setattr(owner, name, original)
-
-
-def measure(name: str, trainer, cfg: Config) -> Run:
-    """Runs `trainer(cfg)` -> (val UAR, padding share or None), timing it and its evaluations."""
-    with timing(EVALUATION) as evals:
-        wall, cpu = time.perf_counter(), time.process_time()
-        uar, padding = trainer(cfg)
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return Run(name, wall, cpu, evals.seconds, evals.cpu_seconds, uar, padding)
+def measure(name: str, trainer: Callable[[Config], dict], cfg: Config) -> Run:
+    """Runs `trainer(cfg)`, timing the whole call; its results give the UAR and the time it evaluated."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    results = trainer(cfg)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return Run(
+        name,
+        wall,
+        cpu,
+        results["evaluation_s"],
+        results["evaluation_cpu_s"],
+        results["validation"]["uar"],
+        results.get("padding_fraction"),
+    )
 
 
 def with_output(cfg: Config, out: Path) -> Config:
@@ -139,143 +106,17 @@ def warm_up(cfg: Config) -> None:
     )["loss"].backward()
 
 
-# --- 1. ours: the Accelerate loop -------------------------------------------------------------------
-
-
-def ours(cfg: Config) -> tuple[float, float | None]:
-    results = pipeline.train.train(cfg)
-    return results["validation"]["uar"], results.get("padding_fraction")
-
-
-def ours_grouped(cfg: Config) -> tuple[float, float | None]:
-    """Ours with length-grouped batches (`train.group_by_length=true`): little padding."""
-    return ours(replace(cfg, train=replace(cfg.train, group_by_length=True)))
-
-
-def ours_random(cfg: Config) -> tuple[float, float | None]:
-    """Ours with random batches (`train.group_by_length=false`), as the example batches."""
-    return ours(replace(cfg, train=replace(cfg.train, group_by_length=False)))
-
-
-# --- 2. ours: transformers.Trainer ------------------------------------------------------------------
-
-
-def ours_trainer(cfg: Config) -> tuple[float, float | None]:
-    """Our Trainer path (`train.trainer=hf`)."""
-    results = pipeline.train.train(replace(cfg, train=replace(cfg.train, trainer="hf")))
-    return results["validation"]["uar"], results.get("padding_fraction")
-
-
-# --- 3. the example's recipe ------------------------------------------------------------------------
-
-
-def example_datasets(cfg: Config) -> tuple[datasets.DatasetDict, list[str]]:
-    """Our train/validation split as the example loads a corpus: audio paths (an `Audio` column) + labels."""
-    splits, labels, _ = load_prepared(cfg.data.path, cfg.data.fold or 0)
-    features = datasets.Features({"audio": datasets.Audio(), "label": datasets.ClassLabel(names=labels)})
-    raw = datasets.DatasetDict(
-        {
-            name: datasets.Dataset.from_dict(
-                {"audio": splits[split]["path"], "label": splits[split]["label"]}, features=features
-            )
-            for name, split in (("train", "train"), ("eval", "validation"))
-        }
-    )
-    return raw, labels
-
-
-def random_subsample(wav: np.ndarray, max_length: float, sample_rate: int = 16000) -> np.ndarray:
-    """The example's random crop (its off-by-one included)."""
-    sample_length = int(round(sample_rate * max_length))
-    if len(wav) <= sample_length:
-        return wav
-    random_offset = randint(0, len(wav) - sample_length - 1)
-    return wav[random_offset : random_offset + sample_length]
-
-
-def compute_metrics(eval_pred) -> dict[str, float]:
-    predictions = np.argmax(eval_pred.predictions, axis=1)
-    return {
-        "accuracy": accuracy_score(eval_pred.label_ids, predictions),
-        "uar": recall_score(eval_pred.label_ids, predictions, average="macro", zero_division=0),
-    }
-
-
-def example_arguments(cfg: Config, train_clips: int) -> transformers.TrainingArguments:
-    """The README's flags, with our hyperparameters in place of the example's."""
-    t = cfg.train
-    steps = t.epochs * math.ceil(math.ceil(train_clips / t.batch_size) / t.gradient_accumulation_steps)
-    return transformers.TrainingArguments(
-        output_dir=t.output_dir,
-        remove_unused_columns=False,
-        learning_rate=t.learning_rate,
-        weight_decay=t.weight_decay,
-        lr_scheduler_type="linear",
-        warmup_steps=int(t.warmup_ratio * steps),  # as ours rounds it
-        max_grad_norm=t.max_grad_norm,
-        num_train_epochs=t.epochs,
-        per_device_train_batch_size=t.batch_size,
-        per_device_eval_batch_size=t.batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
-        dataloader_num_workers=t.num_workers,
-        bf16=t.mixed_precision == "bf16",
-        fp16=t.mixed_precision == "fp16",
-        logging_strategy="steps",
-        logging_steps=10,
-        eval_strategy="epoch",
-        save_strategy="epoch",
-        load_best_model_at_end=True,
-        metric_for_best_model="uar",
-        save_total_limit=3,
-        seed=t.seed,
-        report_to="none",
-        disable_tqdm=True,
-    )
-
-
-def example(cfg: Config) -> tuple[float, float | None]:
-    """run_audio_classification.py's main(), from loading the corpus to the final evaluation."""
-    transformers.set_seed(cfg.train.seed)
-    raw, labels = example_datasets(cfg)
-    feature_extractor = build_feature_extractor(cfg.model)
-    raw = raw.cast_column("audio", datasets.Audio(sampling_rate=feature_extractor.sampling_rate))
-    model_input_name = feature_extractor.model_input_names[0]
-
-    def train_transforms(batch):
-        wavs = [
-            random_subsample(a["array"], cfg.data.max_train_seconds, feature_extractor.sampling_rate)
-            for a in batch["audio"]
-        ]
-        inputs = feature_extractor(wavs, sampling_rate=feature_extractor.sampling_rate)
-        return {model_input_name: inputs.get(model_input_name), "labels": list(batch["label"])}
-
-    def val_transforms(batch):
-        wavs = [a["array"] for a in batch["audio"]]
-        inputs = feature_extractor(wavs, sampling_rate=feature_extractor.sampling_rate)
-        return {model_input_name: inputs.get(model_input_name), "labels": list(batch["label"])}
-
-    model = build_model(cfg.model, labels)
-    raw["train"].set_transform(train_transforms, output_all_columns=False)
-    raw["eval"].set_transform(val_transforms, output_all_columns=False)
-    trainer = transformers.Trainer(
-        model=model,
-        args=example_arguments(cfg, len(raw["train"])),
-        train_dataset=raw["train"],
-        eval_dataset=raw["eval"],
-        compute_metrics=compute_metrics,
-        processing_class=feature_extractor,
-    )
-    trainer.train()
-    trainer.save_model()
-    return trainer.evaluate()["eval_uar"], None
+def ours(cfg: Config, **overrides) -> dict:
+    """`pipeline.training.run.train` of one fold, with `train.*` overrides: its results."""
+    return train(replace(cfg, train=replace(cfg.train, **overrides)))
 
 
 TRAINERS = {
     "example": (EXAMPLE, example),
     "ours": ("ours: Accelerate loop", ours),
-    "ours-trainer": ("ours: transformers.Trainer", ours_trainer),
-    "ours-grouped": ("ours: Accelerate loop, length-grouped batches", ours_grouped),
-    "ours-random": ("ours: Accelerate loop, random batches", ours_random),
+    "ours-trainer": ("ours: transformers.Trainer", partial(ours, trainer="hf")),
+    "ours-grouped": ("ours: Accelerate loop, length-grouped batches", partial(ours, group_by_length=True)),
+    "ours-random": ("ours: Accelerate loop, random batches", partial(ours, group_by_length=False)),
 }
 
 
@@ -283,49 +124,6 @@ def default_trainers(cfg: Config) -> str:
     """The three trainers, then ours with the batching its configuration does not use (the padding lever)."""
     other = "ours-random" if getattr(cfg.train, "group_by_length", False) else "ours-grouped"
     return f"example,ours,ours-trainer,{other}"
-
-
-# --- where the example's time goes ------------------------------------------------------------------
-
-
-def padding_share(lengths: list[int], batch_size: int, epochs: int = 20) -> float:
-    """Share of padded samples in random batches (the example's RandomSampler), over a few epochs."""
-    lengths, padded, generator = np.asarray(lengths), 0, torch.Generator().manual_seed(0)
-    for _ in range(epochs):
-        order = torch.randperm(len(lengths), generator=generator).numpy()
-        padded += sum(
-            b.max() * b.size
-            for b in np.array_split(lengths[order], range(batch_size, len(order), batch_size))
-        )
-    return float(1 - epochs * lengths.sum() / padded)
-
-
-def profile_example(cfg: Config) -> dict[str, float]:
-    """CPU seconds per epoch of the example's data work on the train split, in its batches: decoding with
-    resampling and downmix (`audio["array"]`), then the feature extractor; and its padding share."""
-    raw, _ = example_datasets(cfg)
-    extractor = build_feature_extractor(cfg.model)
-    sr, bs = extractor.sampling_rate, cfg.train.batch_size
-    ds = raw["train"].cast_column("audio", datasets.Audio(sampling_rate=sr))
-    ds[0]["audio"]["array"]  # torchcodec's first call
-
-    def decode() -> tuple[float, list[np.ndarray]]:
-        start = time.process_time()
-        waves = [a["array"] for i in range(0, len(ds), bs) for a in ds[i : i + bs]["audio"]]
-        return time.process_time() - start, waves
-
-    decode_s, waves = min((decode() for _ in range(3)), key=lambda timed: timed[0])  # least disturbed
-    start = time.process_time()
-    for i in range(0, len(waves), bs):
-        extractor(waves[i : i + bs], sampling_rate=sr)
-    extract_s = time.process_time() - start
-    lengths = [min(w.size, int(round(cfg.data.max_train_seconds * sr))) for w in waves]
-    return {
-        "decode_s": decode_s,
-        "extract_s": extract_s,
-        "mean_clip_s": float(np.mean(lengths)) / sr,
-        "padding": padding_share(lengths, bs),
-    }
 
 
 # --- report -----------------------------------------------------------------------------------------

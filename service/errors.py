@@ -17,6 +17,15 @@ from typing import Any
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pipeline.errors import InputError, LimitError, OptionError
+
+
+def status_of(err: InputError) -> int:
+    """The HTTP status of a refused input: 422 for readable audio outside the limits or options no
+    clip could satisfy, 400 for audio that cannot be read."""
+    return 422 if isinstance(err, (LimitError, OptionError)) else 400
+
+
 VALIDATION_SUMMARY = re.compile(r"\d+ validation errors? for ")
 SHOWN_PROBLEMS = 5
 

@@ -25,8 +25,8 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 
-from pipeline.audio import MAX_SAMPLING_RATE, MIN_SAMPLING_RATE
-from pipeline.timeline import MIN_HOP_S, MIN_WINDOW_S
+from pipeline.data.audio import MAX_SAMPLING_RATE, MIN_SAMPLING_RATE
+from pipeline.inference.answers import MIN_HOP_S, MIN_WINDOW_S
 
 
 def _not_a_bool(value: Any) -> Any:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import bentoml
 import numpy as np
 
-from pipeline.allocator import retain_freed_memory
-from pipeline.export import stored_model
-from pipeline.inference import Predictor
+from pipeline.inference.export import stored_model
+from pipeline.inference.memory import retain_freed_memory
+from pipeline.inference.predictor import Predictor
 from service.settings import SETTINGS
 
 retain_freed_memory()  # before BentoML's worker threads, which run the model, start allocating

@@ -19,11 +19,11 @@ import numpy as np
 from fastapi import FastAPI
 
 from demo.app import build_demo, example_clips
-from pipeline.audio import TARGET_SAMPLING_RATE, load_audio, load_samples
-from pipeline.errors import AudioError
-from pipeline.export import stored_model
-from pipeline.timeline import Options, classify_wave
-from service.errors import JSONErrors
+from pipeline.data.audio import TARGET_SAMPLING_RATE, load_audio, load_samples
+from pipeline.errors import InputError
+from pipeline.inference.answers import Options, classify_wave
+from pipeline.inference.export import stored_model
+from service.errors import JSONErrors, status_of
 from service.inputs import AudioUpload, HopS, NoInput, Samples, SamplesInput, SamplingRate, TopK, WindowS
 from service.limits import UploadLimit
 from service.model_service import EmotionModel
@@ -43,9 +43,9 @@ def _connection_lost(err: Exception) -> bool:
     return isinstance(err, aiohttp.ClientConnectionError) or str(err) == "Connection closed."
 
 
-def _error(ctx: bentoml.Context, err: AudioError, path: Path | None = None) -> dict[str, Any]:
+def _error(ctx: bentoml.Context, err: InputError, path: Path | None = None) -> dict[str, Any]:
     """The 4xx answer; it calls an upload "upload", not by the path of the server's temporary copy."""
-    ctx.response.status_code = err.status
+    ctx.response.status_code = status_of(err)
     return {"error": str(err).replace(str(path), "upload") if path else str(err)}
 
 
@@ -127,7 +127,7 @@ class EmotionClassifier:
         """
         try:
             return self.classify_file(audio, Options(top_k, window_s, hop_s))
-        except AudioError as err:
+        except InputError as err:
             return _error(ctx, err, audio)
 
     @bentoml.api(route="/classify_array", input_spec=SamplesInput)
@@ -144,7 +144,7 @@ class EmotionClassifier:
         try:
             wave = load_samples(samples, sampling_rate, max_seconds=SETTINGS.max_seconds)
             return self.classify_wave(wave, Options(top_k, window_s, hop_s))
-        except AudioError as err:
+        except InputError as err:
             return _error(ctx, err)
 
     @bentoml.api(route="/info", input_spec=NoInput)

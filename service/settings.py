@@ -10,7 +10,7 @@ import torch
 
 from pipeline.config import PRECISIONS
 from pipeline.errors import ConfigError
-from pipeline.export import served_tag
+from pipeline.inference.export import served_tag
 
 
 def _env_number(name: str, default: float) -> float:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from pipeline.audio import check_format
-from pipeline.errors import AudioError, seconds_past
+from pipeline.data.audio import check_format
+from pipeline.errors import AudioError, LimitError, seconds_past
 
 RIFF_HEADER = struct.Struct("<4sI4s")
 CHUNK_HEADER = struct.Struct("<4sI")
@@ -25,9 +25,9 @@ def _is_fourcc(chunk_id: bytes) -> bool:
 
 
 def check_wav(path: str | Path, max_seconds: float | None = None, name: str = "upload") -> None:
-    """Raise AudioError when `path`, a RIFF/WAVE file, is truncated or has stray bytes (400), or its
-    header announces more than `max_seconds` of audio, a sampling rate or channel count out of range
-    (422). Files of other formats pass."""
+    """Raise AudioError when `path`, a RIFF/WAVE file, is truncated or has stray bytes, LimitError when
+    its header announces more than `max_seconds` of audio, a sampling rate or channel count out of
+    range. Files of other formats pass."""
     size = Path(path).stat().st_size
     with open(path, "rb") as f:
         head = f.read(RIFF_HEADER.size)
@@ -54,10 +54,9 @@ def check_wav(path: str | Path, max_seconds: float | None = None, name: str = "u
                     return  # a streamed file: its data runs to the end
                 seconds = chunk_size / block_align / rate if block_align and rate else 0.0
                 if max_seconds is not None and seconds > max_seconds:
-                    raise AudioError(
+                    raise LimitError(
                         f"{name}: audio is {seconds_past(seconds, 1, up=True)} s long, "
-                        f"the limit is {max_seconds:g} s",
-                        status=422,
+                        f"the limit is {max_seconds:g} s"
                     )
             if chunk_size > body:
                 raise AudioError(

@@ -171,7 +171,7 @@ def service_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def store(tmp_path_factory, service_checkpoint) -> tuple[Path, str]:
     """(BENTOML_HOME, model tag) with the service checkpoint registered."""
-    from pipeline.serving import export_to_store
+    from servers import export_to_store
 
     home = tmp_path_factory.mktemp("bentoml")
     return home, export_to_store(service_checkpoint, home)
@@ -182,7 +182,7 @@ def served(store, tmp_path_factory):
     """(RunningService: URL and process id, its TMPDIR) of the real BentoML server (REST API and
     demo) on a loopback port, started once for the whole run; TMPDIR is an empty directory of its
     own, so that the files it leaves there can be counted."""
-    from pipeline.serving import service_process
+    from servers import service_process
 
     home, tag = store
     tmpdir = tmp_path_factory.mktemp("server-tmp")

@@ -1,5 +1,5 @@
 """Reusable test helpers: a tiny random checkpoint, synthetic audio and requests to the server (servers:
-pipeline.serving)."""
+scripts/servers.py)."""
 
 from __future__ import annotations
 

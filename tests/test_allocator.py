@@ -12,7 +12,7 @@ from conftest import REPO_ROOT
 # allocator set up first, as the model service does before it starts the thread that runs the model.
 SCRIPT = """
 import resource, sys, threading
-from pipeline.allocator import retain_freed_memory
+from pipeline.inference.memory import retain_freed_memory
 if sys.argv[1] == "retain":
     assert retain_freed_memory()
 import torch

@@ -20,7 +20,7 @@ import pytest
 from conftest import SERVICE_ENV
 from helpers import LABELS, assert_error, post_array, post_audio, tone, wav_bytes
 
-from pipeline.audio import MAX_RESAMPLING_KERNEL, resampling_kernel_size, resampling_ratio
+from pipeline.data.audio import MAX_RESAMPLING_KERNEL, resampling_kernel_size, resampling_ratio
 
 MAX_SECONDS = float(SERVICE_ENV["SER_MAX_SECONDS"])
 MAX_UPLOAD_BYTES = int(float(SERVICE_ENV["SER_MAX_UPLOAD_MB"]) * 2**20)

@@ -15,8 +15,7 @@ import pytest
 from conftest import REPO_ROOT
 from helpers import wav_bytes
 from packaging.requirements import Requirement
-
-from pipeline.serving import background_server, free_port
+from servers import background_server, free_port
 
 UV = Path(sys.executable).with_name("uv")  # the locked uv (dev group), as `make` installs it
 
@@ -70,8 +69,9 @@ def test_bentoml_build_contains_service_model_and_requirements(bento, store):
     for path in (
         "src/service/service.py",
         "src/service/model_service.py",
-        "src/pipeline/inference.py",
+        "src/pipeline/inference/predictor.py",
         "src/demo/app.py",
+        "src/demo/examples/neutral.flac",
         f"models/{name}/{version}/model.safetensors",
         f"models/{name}/{version}/preprocessor_config.json",
         "env/docker/Dockerfile",

@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 from conftest import ser
 
-from pipeline.synth import write_examples
+from pipeline.data.synth import write_examples
 
 
 @pytest.mark.parametrize(

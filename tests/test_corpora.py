@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline.corpora import CANONICAL, canonical, read_corpora, read_corpus, select_labels
+from pipeline.data.corpora import read_corpora, read_corpus, select_labels
+from pipeline.data.corpus_files import CANONICAL, canonical
+from pipeline.data.splits import SplitConfig, make_splits
 from pipeline.errors import SerError
-from pipeline.splits import SplitConfig, make_splits
 
 pytestmark = pytest.mark.fast  # pure logic: `make test-fast`
 

@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline.audit import audit_records
-from pipeline.corpora import read_corpus
+from pipeline.config import PrepareConfig
+from pipeline.data.audit import audit_records
+from pipeline.data.corpora import read_corpus
+from pipeline.data.prepare import prepare
+from pipeline.data.prepared import load_prepared
+from pipeline.data.synth import EMOTIONS, make_speakers, synthesize_corpus, synthesize_utterance
 from pipeline.errors import SerError
-from pipeline.features import PrepareConfig, load_prepared, prepare
-from pipeline.synth import EMOTIONS, make_speakers, synthesize_corpus, synthesize_utterance
 
 
 @pytest.mark.fast

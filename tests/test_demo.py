@@ -12,8 +12,7 @@ import httpx
 import pytest
 from conftest import REPO_ROOT
 from helpers import LABELS
-
-from pipeline.serving import background_server, free_port
+from servers import background_server, free_port
 
 ARTIFACTS = Path(os.environ.get("SER_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts"))
 CHROMIUM = "/usr/bin/chromium"
@@ -111,3 +110,19 @@ def test_standalone_demo_without_an_api_exits_with_one_line(capsys):
     assert exit_.value.code == 1
     assert stderr.strip().startswith("python -m demo: error: cannot reach the REST API")
     assert len(stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.fast
+def test_the_shipped_example_clips_are_what_the_synthesizer_writes(tmp_path):
+    """demo/examples/ is package data written by `write_examples`: regenerate it after changing the
+    synthesizer: `write_examples('demo/examples')` from pipeline.data.synth."""
+    import numpy as np
+    import soundfile as sf
+
+    from demo.app import example_clips
+    from pipeline.data.synth import write_examples
+
+    fresh, shipped = write_examples(tmp_path), [Path(p) for p in example_clips()]
+    assert [p.name for p in fresh] == [p.name for p in shipped]
+    for new, old in zip(fresh, shipped):
+        assert np.array_equal(sf.read(new)[0], sf.read(old)[0]), old.name

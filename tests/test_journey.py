@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import REPO_ROOT, ser
-
-from pipeline.serving import export_to_store, running_service
+from servers import export_to_store, running_service
 
 CONTRACT = {"label", "score", "scores", "duration_s", "model"}
 

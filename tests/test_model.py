@@ -9,7 +9,7 @@ from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
 from pipeline.config import ModelConfig
 from pipeline.errors import ConfigError
-from pipeline.inference import AUTO_BF16_MIN_PARAMETERS, Predictor, resolve_precision
+from pipeline.inference.predictor import AUTO_BF16_MIN_PARAMETERS, Predictor, resolve_precision
 from pipeline.model import build_feature_extractor, build_model
 
 LABELS = ["angry", "happy", "neutral", "sad"]

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import pipeline.features as features
-from pipeline.audio import trim_silence
-from pipeline.config import load_config
-from pipeline.features import DecodeConfig, PrepareConfig, load_prepared, prepare
-from pipeline.splits import SplitConfig
-from pipeline.synth import synthesize_corpus
-from pipeline.train import train
+import pipeline.data.prepare as features
+from pipeline.config import DecodeConfig, PrepareConfig, load_config
+from pipeline.data.audio import trim_silence
+from pipeline.data.prepare import prepare
+from pipeline.data.prepared import load_prepared
+from pipeline.data.splits import SplitConfig
+from pipeline.data.synth import synthesize_corpus
+from pipeline.training.run import train
 
 
 @pytest.fixture()

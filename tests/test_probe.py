@@ -11,9 +11,9 @@ from conftest import REPO_ROOT
 from safetensors.torch import load_file
 
 from pipeline.config import load_config
-from pipeline.features import load_prepared
-from pipeline.inference import Predictor
-from pipeline.probe import head_logits, train_probe
+from pipeline.data.prepared import load_prepared
+from pipeline.inference.predictor import Predictor
+from pipeline.training.probe import head_logits, train_probe
 
 PROBE = ["train.epochs=3", "train.batch_size=8"]
 

@@ -16,11 +16,11 @@ import torch
 from conftest import REPO_ROOT
 from helpers import LABELS, make_tiny_checkpoint, write_tone
 
-from pipeline.checkpoint import STATE_FILE, load_training_state, rng_state, save_training_state
 from pipeline.config import ModelConfig, TrainConfig, load_config
 from pipeline.errors import ConfigError, SerError
 from pipeline.model import build_feature_extractor, build_model, load_checkpoint
-from pipeline.optim import build_optimizer, build_scheduler
+from pipeline.training.checkpoint import STATE_FILE, load_training_state, rng_state, save_training_state
+from pipeline.training.optim import build_optimizer, build_scheduler
 
 SOURCE_DIRS = ("pipeline", "service", "demo", "scripts")
 

@@ -16,7 +16,7 @@ from conftest import SERVICE_ENV
 from helpers import LABELS, post_array, post_audio
 
 from pipeline.errors import SerError
-from pipeline.export import export_checkpoint
+from pipeline.inference.export import export_checkpoint
 
 MAX_SECONDS = float(SERVICE_ENV["SER_MAX_SECONDS"])
 CONTRACT = {"label": str, "score": float, "scores": dict, "duration_s": float, "model": str}
@@ -65,7 +65,7 @@ def test_other_formats_rates_and_stereo(server, clips, kind):
 
 
 def test_same_answer_as_the_predictor(server, service_checkpoint, clips):
-    from pipeline.inference import Predictor
+    from pipeline.inference.predictor import Predictor
 
     local = Predictor.from_pretrained(service_checkpoint, precision="fp32").predict_source(clips["flac"])
     remote = post_audio(server, "clip.flac", clips["flac"].read_bytes()).json()
@@ -144,7 +144,7 @@ def test_concurrent_requests_are_batched_without_changing_answers(server):
 def test_a_second_server_on_the_same_store_leaves_the_first_ones_metrics_counting(server, store):
     """Regression: `bentoml serve` empties its home's Prometheus directory as it starts, so a second
     server on the same home froze the first one's /metrics (each server now gets a home of its own)."""
-    from pipeline.serving import running_service
+    from servers import running_service
 
     wave = (0.1 * np.random.default_rng(5).standard_normal(16000)).tolist()
     home, tag = store

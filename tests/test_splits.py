@@ -7,8 +7,8 @@ from itertools import product
 
 import pytest
 
+from pipeline.data.splits import SPLITS, SplitConfig, make_splits
 from pipeline.errors import SerError
-from pipeline.splits import SPLITS, SplitConfig, make_splits
 
 pytestmark = pytest.mark.fast  # pure logic: `make test-fast`
 

@@ -17,26 +17,24 @@ from conftest import REPO_ROOT, TINY_TRAIN, ser
 from sklearn.metrics import precision_recall_fscore_support, recall_score
 from sklearn.utils.class_weight import compute_class_weight
 
-from pipeline.batching import LengthGroupedBatches
-from pipeline.checkpoint import (
+from pipeline.config import ModelConfig, TrainConfig
+from pipeline.files import fresh_temp_dir, publish_dir, recover_dir
+from pipeline.metrics import evaluate_predictions
+from pipeline.model import build_feature_extractor, build_model, load_checkpoint
+from pipeline.training.batching import LengthGroupedBatches
+from pipeline.training.checkpoint import (
     STATE_FILE,
     checkpoint_dirs,
-    fresh_temp_dir,
     load_training_state,
     prune_checkpoints,
-    publish_dir,
     recover_checkpoints,
-    recover_dir,
     rng_state,
     save_model_dir,
     save_training_state,
     step_dir,
     trainer_state,
 )
-from pipeline.config import ModelConfig, TrainConfig
-from pipeline.emotion_metric import evaluate_predictions
-from pipeline.model import build_feature_extractor, build_model, load_checkpoint
-from pipeline.optim import build_optimizer, build_scheduler, class_weights
+from pipeline.training.optim import build_optimizer, build_scheduler, class_weights
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 QUIET = ["train.report_to=[]"]
@@ -175,7 +173,7 @@ import torch
 from transformers import PreTrainedModel
 from transformers.feature_extraction_utils import FeatureExtractionMixin
 
-import pipeline.checkpoint as checkpoint
+import pipeline.training.checkpoint as checkpoint
 
 
 def slowed(write):

@@ -17,8 +17,8 @@ from conftest import REPO_ROOT, ser
 from pipeline.cli import main
 from pipeline.config import load_config
 from pipeline.errors import ConfigError, SerError
-from pipeline.lr_find import suggest_lr
-from pipeline.tune import STUDY_NAME, tune
+from pipeline.training.lr_find import suggest_lr
+from pipeline.training.tune import STUDY_NAME, tune
 
 CONFIG = str(REPO_ROOT / "configs" / "default.yaml")
 TINY = ["train.epochs=2", "data.max_train_seconds=1.0", "data.max_eval_seconds=2.0"]

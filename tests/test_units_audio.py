@@ -21,7 +21,7 @@ import pytest
 import soundfile as sf
 from helpers import LABELS, tone, wav_bytes, write_tone
 
-from pipeline.audio import (
+from pipeline.data.audio import (
     MAX_RESAMPLING_KERNEL,
     check_format,
     load_audio,
@@ -33,8 +33,9 @@ from pipeline.audio import (
     to_mono,
     trim_silence,
 )
-from pipeline.errors import AudioError
-from pipeline.timeline import MAX_WINDOWS, Options, classify_wave, window_starts
+from pipeline.errors import AudioError, InputError
+from pipeline.inference.answers import MAX_WINDOWS, Options, classify_wave, window_starts
+from service.errors import status_of
 from service.wav_header import check_wav
 
 pytestmark = pytest.mark.fast
@@ -248,15 +249,15 @@ def test_top_k_applies_to_every_segment_and_to_the_mean_of_the_full_rows():
 )
 def test_bad_options_are_refused_with_422_before_the_model_runs(options, message):
     model = FakeModel()
-    with pytest.raises(AudioError) as err:
+    with pytest.raises(InputError) as err:
         classify_wave(ramp(1.0), SR, LABELS, model, options)
     assert str(err.value) == message
-    assert err.value.status == 422
+    assert status_of(err.value) == 422
     assert model.calls == []
 
 
 def test_options_check_counts_the_labels():
-    with pytest.raises(AudioError, match=r"^top_k must be between 1 and 2, got 3$"):
+    with pytest.raises(InputError, match=r"^top_k must be between 1 and 2, got 3$"):
         Options(top_k=3).check(2)
     assert Options(top_k=2).check(2) is None
 
@@ -278,9 +279,9 @@ def test_options_at_their_limits_are_accepted(options):
 )
 def test_a_clip_under_a_tenth_of_a_second_is_refused(options, samples, message):
     model = FakeModel()
-    with pytest.raises(AudioError) as err:
+    with pytest.raises(InputError) as err:
         classify_wave(np.zeros(samples), SR, LABELS, model, options)
-    assert (str(err.value), err.value.status) == (message, 422)
+    assert (str(err.value), status_of(err.value)) == (message, 422)
     assert model.calls == []
 
 
@@ -292,10 +293,10 @@ def test_at_most_a_thousand_windows():
     assert len(answer["segments"]) == MAX_WINDOWS == 1000
     assert answer["segments"][-1]["end"] == answer["duration_s"] == longest / SR
     model = FakeModel()
-    with pytest.raises(AudioError) as err:
+    with pytest.raises(InputError) as err:
         classify_wave(np.arange(longest + 1, dtype=np.float64), SR, LABELS, model, options)
     assert str(err.value) == "1001 windows: the limit is 1000; use a longer hop_s"
-    assert err.value.status == 422
+    assert status_of(err.value) == 422
     assert model.calls == []
 
 
@@ -429,7 +430,7 @@ def assert_audio_error(err: pytest.ExceptionInfo, name: str, status: int, fragme
     message = str(err.value)
     assert message.startswith(f"{name}: "), message
     assert all(fragment in message for fragment in fragments), message
-    assert err.value.status == status
+    assert status_of(err.value) == status
     assert "BytesIO" not in message and "SoundFile" not in message and " object at 0x" not in message
 
 
@@ -437,40 +438,40 @@ def assert_audio_error(err: pytest.ExceptionInfo, name: str, status: int, fragme
 def test_bad_audio_files_are_refused(tmp_path, content, status, fragments):
     path = tmp_path / "clip.wav"
     path.write_bytes(content)
-    with pytest.raises(AudioError) as err:
+    with pytest.raises(InputError) as err:
         load_audio(path)
     assert_audio_error(err, str(path), status, fragments)
 
 
 @pytest.mark.parametrize("content, status, fragments", BAD_AUDIO)
 def test_bad_audio_bytes_are_refused_as_the_upload(content, status, fragments):
-    with pytest.raises(AudioError) as err:
+    with pytest.raises(InputError) as err:
         load_audio(content)
     assert_audio_error(err, "upload", status, fragments)
 
 
 def test_undecodable_audio_keeps_libsndfile_error_as_its_cause():
-    with pytest.raises(AudioError) as err:
+    with pytest.raises(InputError) as err:
         load_audio(b"not audio" * 50)
     assert isinstance(err.value.__cause__, sf.LibsndfileError)
 
 
 def test_an_empty_file_and_an_empty_upload(tmp_path):
     (tmp_path / "empty.wav").write_bytes(b"")
-    with pytest.raises(AudioError) as err:
+    with pytest.raises(InputError) as err:
         load_audio(tmp_path / "empty.wav")
     assert_audio_error(err, str(tmp_path / "empty.wav"), 400, ("not a readable audio file",))
-    with pytest.raises(AudioError) as err:
+    with pytest.raises(InputError) as err:
         load_audio(b"")
-    assert (str(err.value), err.value.status) == ("empty upload: no audio bytes received", 400)
+    assert (str(err.value), status_of(err.value)) == ("empty upload: no audio bytes received", 400)
 
 
 @pytest.mark.parametrize("where", ["missing.wav", "a-directory"])
 def test_a_path_that_is_not_a_file(tmp_path, where):
     (tmp_path / "a-directory").mkdir()
-    with pytest.raises(AudioError) as err:
+    with pytest.raises(InputError) as err:
         load_audio(tmp_path / where)
-    assert (str(err.value), err.value.status) == (f"audio file not found: {tmp_path / where}", 400)
+    assert (str(err.value), status_of(err.value)) == (f"audio file not found: {tmp_path / where}", 400)
 
 
 def test_a_wav_whose_data_chunk_claims_more_than_it_holds_decodes_what_is_there():
@@ -495,7 +496,7 @@ def test_the_duration_limit(tmp_path, seconds, sr, max_seconds, message):
     if message is None:
         assert len(load_audio(path, max_seconds=max_seconds)) == round(seconds * SR)
         return
-    with pytest.raises(AudioError) as err:
+    with pytest.raises(InputError) as err:
         load_audio(path, max_seconds=max_seconds)
     assert_audio_error(err, str(path), 422, (message,))
 
@@ -552,10 +553,10 @@ RAGGED = "samples must be numbers, or frames with the same number of channels"
     ],
 )
 def test_bad_samples_are_refused(samples, sr, max_seconds, status, message):
-    with pytest.raises(AudioError) as err:
+    with pytest.raises(InputError) as err:
         load_samples(samples, sr, max_seconds=max_seconds)
     assert message in str(err.value)
-    assert err.value.status == status
+    assert status_of(err.value) == status
 
 
 @pytest.mark.parametrize(
@@ -572,9 +573,9 @@ def test_check_format_limits(sr, channels, message):
     if message is None:
         assert check_format("x", sr, channels) is None
         return
-    with pytest.raises(AudioError) as err:
+    with pytest.raises(InputError) as err:
         check_format("x", sr, channels)
-    assert str(err.value).startswith(message) and err.value.status == 422
+    assert str(err.value).startswith(message) and status_of(err.value) == 422
 
 
 @pytest.mark.parametrize(
@@ -808,27 +809,27 @@ BAD_HEADERS = [
 def test_wav_headers_that_lie_are_refused(tmp_path, content, max_seconds, status, message):
     path = tmp_path / "clip.wav"
     path.write_bytes(content)
-    with pytest.raises(AudioError) as err:
+    with pytest.raises(InputError) as err:
         check_wav(path, max_seconds, name="clip.wav")
     assert str(err.value).startswith(f"clip.wav: {message}"), str(err.value)
-    assert err.value.status == status
+    assert status_of(err.value) == status
 
 
 def test_wav_header_messages_name_the_upload_by_default(tmp_path):
     (tmp_path / "x.wav").write_bytes(GOOD[:44])
-    with pytest.raises(AudioError, match=r"^upload: truncated WAV file: "):
+    with pytest.raises(InputError, match=r"^upload: truncated WAV file: "):
         check_wav(tmp_path / "x.wav")
 
 
 @pytest.mark.parametrize("cut", [20, 28, 33])
 def test_a_wav_cut_inside_its_fmt_chunk_is_refused_as_truncated(tmp_path, cut):
     (tmp_path / "x.wav").write_bytes(GOOD[:cut])
-    with pytest.raises(AudioError) as err:
+    with pytest.raises(InputError) as err:
         check_wav(tmp_path / "x.wav")
     assert str(err.value).startswith(
         f"upload: truncated WAV file: its 'fmt ' chunk announces 16 bytes, {cut - 20} follow"
     )
-    assert err.value.status == 400
+    assert status_of(err.value) == 400
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -839,7 +840,7 @@ def test_a_wav_cut_inside_its_fmt_chunk_is_refused_as_truncated(tmp_path, cut):
 def _duration_limit_error(where: str, tmp_path) -> AudioError:
     """The error for a clip a little outside the limit: 1599 samples (minimum 0.1 s), or 20.04 s
     (limit 20 s)."""
-    with pytest.raises(AudioError) as err:
+    with pytest.raises(InputError) as err:
         if where == "timeline":
             classify_wave(np.zeros(1_599), SR, LABELS, constant([0.25] * 4))
         elif where == "load_audio":
@@ -853,7 +854,7 @@ def _duration_limit_error(where: str, tmp_path) -> AudioError:
 @pytest.mark.parametrize("where", ["timeline", "load_audio", "check_wav"])
 def test_a_clip_just_outside_a_duration_limit_is_refused(where, tmp_path):
     err = _duration_limit_error(where, tmp_path)
-    assert err.status == 422
+    assert status_of(err) == 422
     assert re.search(r"audio is [\d.]+ s long, the (minimum|limit) is (0\.1|20) s", str(err)), str(err)
 
 

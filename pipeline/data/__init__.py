@@ -1,0 +1,2 @@
+"""Data: corpus readers, audit, speaker-independent splits, audio decoding, `ser prepare` and the
+demo-corpus synthesizer."""

@@ -1,0 +1,171 @@
+"""Decoding, downmixing and resampling: the one place audio enters the toolkit.
+
+soundfile (libsndfile, shipped in its wheel) decodes WAV, FLAC, OGG and MP3 with no system
+package; torchaudio resamples.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+from ..errors import AudioError, LimitError, seconds_past
+
+TARGET_SAMPLING_RATE = 16_000
+
+
+MAX_RESAMPLING_KERNEL = 2**21  # elements (8 MB) of torchaudio's sinc kernel
+
+
+def resampling_kernel_size(orig: int, new: int, lowpass_filter_width: int = 6, rolloff: float = 0.99) -> int:
+    """The size of the kernel torchaudio builds to resample by orig/new (a reduced fraction)."""
+    width = math.ceil(lowpass_filter_width * orig / (min(orig, new) * rolloff))
+    return new * (orig + 2 * width)
+
+
+def resampling_ratio(orig_sr: int, target_sr: int) -> tuple[int, int]:
+    """(orig, new) to resample by: the exact ratio where its kernel is small (every common rate:
+    44.1 kHz to 16 kHz is 441/160), else the nearest ratio whose kernel is. An odd rate such as
+    44101 Hz reduces to 44101/16000, whose kernel would take gigabytes; its nearest small ratio is
+    off by less than 0.01 %."""
+    ratio = Fraction(orig_sr, target_sr)
+    limit = ratio.denominator
+    while limit > 1:
+        near = ratio.limit_denominator(limit)
+        if (
+            near.numerator
+            and resampling_kernel_size(near.numerator, near.denominator) <= MAX_RESAMPLING_KERNEL
+        ):
+            return near.numerator, near.denominator
+        limit //= 2
+    return max(1, round(ratio)), 1
+
+
+def resample(wave: np.ndarray, orig_sr: int, target_sr: int = TARGET_SAMPLING_RATE) -> np.ndarray:
+    """Resample a mono float32 waveform (no-op when the rates match); memory stays bounded for
+    any pair of rates (see `resampling_ratio`)."""
+    if orig_sr == target_sr:
+        return wave
+    orig, new = resampling_ratio(orig_sr, target_sr)
+    return AF.resample(torch.from_numpy(np.ascontiguousarray(wave)), orig, new).numpy()
+
+
+def trim_silence(wave: np.ndarray, sampling_rate: int, top_db: float = 40.0) -> np.ndarray:
+    """Drop leading and trailing 10 ms frames quieter than `top_db` below the loudest frame."""
+    hop = max(1, sampling_rate // 100)
+    frames = wave[: wave.size // hop * hop].reshape(-1, hop)
+    if frames.size == 0:
+        return wave
+    level = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-20)
+    loud = np.flatnonzero(level > level.max() - top_db)
+    return wave[loud[0] * hop : (loud[-1] + 1) * hop]
+
+
+def to_mono(data: np.ndarray) -> np.ndarray:
+    """Average the channels of a (frames, channels) array into float32 mono."""
+    if data.ndim == 2:
+        weights = np.full(data.shape[1], 1 / data.shape[1], dtype=np.result_type(data.dtype, np.float32))
+        data = data @ weights  # 7x faster than mean
+    return np.ascontiguousarray(data, dtype=np.float32)
+
+
+MIN_SAMPLING_RATE, MAX_SAMPLING_RATE = 1_000, 384_000
+MAX_CHANNELS = 64
+
+
+def check_format(name: str, sr: int, channels: int) -> None:
+    """Raise LimitError for a sampling rate outside 1 kHz-384 kHz or more than 64 channels."""
+    if not MIN_SAMPLING_RATE <= sr <= MAX_SAMPLING_RATE:
+        raise LimitError(
+            f"{name}: sampling rate {sr} Hz is outside {MIN_SAMPLING_RATE}-{MAX_SAMPLING_RATE} Hz"
+        )
+    if channels > MAX_CHANNELS:
+        raise LimitError(
+            f"{name}: {channels} channels, the limit is {MAX_CHANNELS} (frames of channels are expected: "
+            "[[left, right], [left, right], ...])"
+        )
+
+
+def _duration_check(name: str, frames: int, sr: int, max_seconds: float | None) -> None:
+    if frames == 0:
+        raise AudioError(f"{name}: audio has no samples")
+    if max_seconds is not None and frames > max_seconds * sr:
+        raise LimitError(
+            f"{name}: audio is {seconds_past(frames / sr, 1, up=True)} s long, the limit is {max_seconds:g} s"
+        )
+
+
+def _to_model_input(name: str, data: np.ndarray, sr: int, target_sr: int) -> np.ndarray:
+    if not np.isfinite(data).all():
+        raise AudioError(f"{name}: audio contains NaN or infinite samples")
+    return resample(to_mono(data), sr, target_sr)
+
+
+def load_audio(
+    source: str | Path | bytes,
+    target_sr: int = TARGET_SAMPLING_RATE,
+    max_seconds: float | None = None,
+) -> np.ndarray:
+    """Decode a file path or raw bytes into mono float32 at `target_sr`.
+
+    Raises AudioError for undecodable, empty or non-finite input, LimitError for a clip over
+    `max_seconds`, a sampling rate outside 1 kHz-384 kHz or more than 64 channels (checked from the
+    header, before decoding).
+    """
+    if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise AudioError("empty upload: no audio bytes received")
+        handle = io.BytesIO(source)
+        name = "upload"
+    else:
+        handle = str(source)
+        name = str(source)
+        if not Path(source).is_file():
+            raise AudioError(f"audio file not found: {name}")
+    try:
+        with sf.SoundFile(handle) as f:
+            sr = f.samplerate
+            check_format(name, sr, f.channels)
+            _duration_check(name, f.frames, sr, max_seconds)
+            data = f.read(dtype="float32", always_2d=True)
+    except AudioError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as err:
+        detail = getattr(err, "error_string", None) or err  # libsndfile's message, without the handle
+        raise AudioError(f"{name}: not a readable audio file ({detail})") from err
+    _duration_check(name, len(data), sr, None)
+    return _to_model_input(name, data, sr, target_sr)
+
+
+def load_samples(
+    samples: np.ndarray,
+    sampling_rate: int,
+    target_sr: int = TARGET_SAMPLING_RATE,
+    max_seconds: float | None = None,
+) -> np.ndarray:
+    """Validate in-memory samples, (frames,) or (frames, channels), into mono float32 at `target_sr`.
+
+    Raises AudioError like `load_audio`.
+    """
+    check_format("samples", sampling_rate, 1)
+    try:
+        data = np.asarray(samples, dtype=np.float32)
+    except (ValueError, TypeError) as err:
+        raise AudioError("samples must be numbers, or frames with the same number of channels") from err
+    if data.ndim not in (1, 2):
+        raise AudioError(f"samples must be a list of numbers or of frames, got {data.ndim} dimensions")
+    check_format("samples", sampling_rate, data.shape[1] if data.ndim == 2 else 1)
+    _duration_check("samples", len(data) if data.size else 0, sampling_rate, max_seconds)
+    return _to_model_input("samples", data, sampling_rate, target_sr)
+
+
+def save_wav(path: str | Path, wave: np.ndarray, sampling_rate: int) -> None:
+    """Write float32 mono as 16-bit PCM: WAV, or FLAC for a `.flac` path."""
+    sf.write(str(path), wave, sampling_rate, subtype="PCM_16")

@@ -1,0 +1,71 @@
+"""`ser evaluate`: metrics of a checkpoint on prepared data, through `Predictor`, the path of
+`ser predict`, the service and the demo: whole clips (no crop), padded only where the model allows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..data.prepared import load_prepared
+from ..errors import SerError
+from ..metrics import evaluate_predictions
+from .predictor import Predictor
+
+
+def predicted_ids(predictor: Predictor, split, batch_size: int = 16) -> np.ndarray:
+    """The predicted class id of every clip of a prepared split, computed in batches of clips of
+    similar length (a clip's answer does not depend on its batch: `Predictor.logits`)."""
+    audio = split.with_format("numpy", columns=["input_values"])
+    order = np.argsort(np.asarray(split["duration"]), kind="stable")
+    ids = np.empty(len(split), dtype=np.int64)
+    for start in tqdm(range(0, len(split), batch_size), desc="evaluating", leave=False):
+        rows = order[start : start + batch_size]
+        ids[rows] = predictor.logits([audio[int(i)]["input_values"] for i in rows]).argmax(-1).numpy()
+    return ids
+
+
+def evaluate_splits(
+    predictor: Predictor, dataset, labels: list[str], splits=("validation", "test"), batch_size: int = 16
+) -> dict:
+    """{split: metrics} of `predictor` on the non-empty `splits` of a prepared dataset."""
+    index = {label: i for i, label in enumerate(labels)}
+    return {
+        name: evaluate_predictions(
+            [index[label] for label in dataset[name]["label"]],
+            predicted_ids(predictor, dataset[name], batch_size),
+            labels,
+        )
+        for name in splits
+        if len(dataset[name])
+    }
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    data_dir: str | Path,
+    split: str = "test",
+    fold: int = 0,
+    batch_size: int = 16,
+    precision: str = "fp32",
+) -> dict:
+    """Metrics of a saved checkpoint at an inference precision (see `PRECISIONS`) on one split (of one
+    fold) of prepared data, on the GPU when there is one; the precision used is in the answer."""
+    dataset, labels, extractor = load_prepared(data_dir, fold)
+    if split not in dataset:
+        raise SerError(f"no split {split!r} in {data_dir}; have {', '.join(dataset)}")
+    if not len(dataset[split]):
+        raise SerError(f"the {split} split of {data_dir} is empty")
+    device = "cuda" if torch.cuda.is_available() else None
+    predictor = Predictor.from_pretrained(checkpoint, device=device, precision=precision)
+    if predictor.labels != labels:
+        raise SerError(f"checkpoint labels {predictor.labels} differ from the data's {labels}")
+    if predictor.sampling_rate != extractor.sampling_rate:
+        raise SerError(
+            f"the checkpoint expects {predictor.sampling_rate} Hz, "
+            f"the data is at {extractor.sampling_rate} Hz"
+        )
+    metrics = evaluate_splits(predictor, dataset, labels, (split,), batch_size)[split]
+    return {**metrics, "precision": predictor.precision}

@@ -1,0 +1,98 @@
+"""Registers a fine-tuned checkpoint in the BentoML model store, and finds it again for serving."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ..errors import SerError
+
+DEFAULT_NAME = "ser-emotion"
+DEFAULT_TAG = f"{DEFAULT_NAME}:latest"
+REQUIRED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
+
+
+def _bentoml():
+    """BentoML, imported with its usage tracking off unless the user asked for it."""
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    import bentoml
+
+    return bentoml
+
+
+def _labels(checkpoint: Path) -> list[str]:
+    config = json.loads((checkpoint / "config.json").read_text())
+    id2label = config.get("id2label") or {}
+    if not id2label:
+        raise SerError(f"{checkpoint}/config.json has no id2label: not a classifier checkpoint")
+    return [id2label[key] for key in sorted(id2label, key=int)]
+
+
+def _without_none(value: Any) -> Any:
+    """BentoML metadata rejects None: drop such entries (recursively)."""
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value if v is not None]
+    return value
+
+
+def _test_metrics(checkpoint: Path) -> dict[str, Any]:
+    """The `test` section (or the whole file) of the run's metrics.json, if there is one."""
+    for path in (checkpoint / "metrics.json", checkpoint.parent / "metrics.json"):
+        if path.is_file():
+            metrics = json.loads(path.read_text())
+            if isinstance(metrics, dict):
+                return _without_none(metrics.get("test", metrics))
+    return {}
+
+
+def export_checkpoint(checkpoint_dir: str | Path, name: str = DEFAULT_NAME) -> str:
+    """Copy a `save_pretrained` checkpoint directory into the BentoML model store; return the tag."""
+    checkpoint = Path(checkpoint_dir)
+    missing = [f for f in REQUIRED_FILES if not (checkpoint / f).is_file()]
+    if not checkpoint.is_dir() or missing:
+        raise SerError(
+            f"not a checkpoint directory: {checkpoint} (missing {', '.join(missing) or 'directory'}); "
+            "expected the output of `ser train`, e.g. runs/<name>/best"
+        )
+    try:
+        metadata = {
+            "labels": _labels(checkpoint),
+            "source": str(checkpoint.resolve()),
+            "test_metrics": _test_metrics(checkpoint),
+        }
+    except (ValueError, KeyError) as err:  # json.JSONDecodeError is a ValueError
+        raise SerError(f"cannot read the config or metrics of {checkpoint}: {err}") from err
+    bentoml = _bentoml()
+    try:
+        with bentoml.models.create(
+            name,
+            labels={"task": "speech-emotion-recognition", "framework": "transformers"},
+            metadata=metadata,
+        ) as model:
+            shutil.copytree(checkpoint, model.path, dirs_exist_ok=True)
+    except ValueError as err:  # an invalid model name
+        raise SerError(f"cannot register {checkpoint} as {name!r}: {err}") from err
+    return str(model.tag)
+
+
+def served_tag() -> str:
+    """The model tag the service loads: SER_MODEL_TAG, or ser-emotion:latest."""
+    return os.environ.get("SER_MODEL_TAG") or DEFAULT_TAG
+
+
+def stored_model(tag: str = DEFAULT_TAG):
+    """The `bentoml.Model` registered under `tag` (its `.tag` is resolved, `.path` holds the files)."""
+    bentoml = _bentoml()
+    from bentoml.exceptions import BentoMLException
+
+    try:
+        return bentoml.models.get(tag)
+    except (BentoMLException, ValueError) as err:
+        raise SerError(
+            f"model {tag!r} is not in the BentoML model store ({err}); run `ser export` first"
+        ) from err

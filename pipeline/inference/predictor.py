@@ -1,0 +1,131 @@
+"""The one inference path, shared by `ser predict`, `ser evaluate`, the BentoML service and the demo."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoFeatureExtractor
+
+from ..config import PRECISIONS
+from ..data.audio import load_audio
+from ..errors import ConfigError
+from ..model import load_checkpoint, model_labels
+from .answers import Prediction
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bf16 natively (CUDA GPUs from Ampere, CPUs with AVX512-BF16 or AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return (
+        device.type == "cpu"
+        and torch.backends.mkldnn.is_available()
+        and torch.ops.mkldnn._is_mkldnn_bf16_supported()  # private; torch is pinned (2.11.0)
+    )
+
+
+# Below this size bf16 loses more to casting than it gains (the demo model, 0.1 M parameters, runs
+# 0.78x as fast in bf16; a wav2vec2-base-sized one, 95 M, 1.71x: `scripts/bench_precision.py`).
+AUTO_BF16_MIN_PARAMETERS = 10_000_000
+
+
+def resolve_precision(precision: str, device: torch.device, parameters: int) -> str:
+    """`precision` with "auto" replaced: bf16 for a model of at least `AUTO_BF16_MIN_PARAMETERS`
+    on a `device` that computes bf16 natively, else fp32."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if precision == "int8" and device.type != "cpu":
+        raise ConfigError("int8 (dynamic quantization) runs on the CPU only; use bf16 on a GPU")
+    if precision == "auto":
+        return "bf16" if native_bf16(device) and parameters >= AUTO_BF16_MIN_PARAMETERS else "fp32"
+    return precision
+
+
+def quantized(model: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic quantization: linear-layer weights stored as int8, activations quantized per batch
+    at run time (the transformer's matrix products; the convolutional encoder stays fp32)."""
+    with warnings.catch_warnings():  # torch.ao's deprecation notice points at torchao, not needed here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.ao.quantization.quantize_dynamic(model.eval(), {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def at_precision(model: torch.nn.Module, precision: str, device: torch.device) -> tuple[torch.nn.Module, str]:
+    """(`model` ready to run at `precision` on `device`, the precision with "auto" resolved): int8
+    quantizes it; bf16 runs under `autocast`."""
+    precision = resolve_precision(precision, device, model.num_parameters())
+    return (quantized(model) if precision == "int8" else model), precision
+
+
+def autocast(precision: str, device: torch.device):
+    """The forward's context: bf16 autocast (convolutions and matrix products in bf16, norms and
+    softmax in fp32) for "bf16", a no-op otherwise."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+class Predictor:
+    """A fine-tuned checkpoint directory, ready to classify waveforms."""
+
+    def __init__(self, model, feature_extractor, precision: str = "fp32"):
+        self.model = model.eval()
+        self.feature_extractor = feature_extractor
+        self.model, self.precision = at_precision(self.model, precision, self.device)
+        self.labels = model_labels(model)
+        self.sampling_rate = feature_extractor.sampling_rate
+        # Group-norm encoders (wav2vec2-base style) must not see zero padding: run them one by one.
+        self.pads_safely = bool(getattr(feature_extractor, "return_attention_mask", False))
+
+    @classmethod
+    def from_pretrained(
+        cls, checkpoint: str | Path, device: str | None = None, precision: str = "auto"
+    ) -> Predictor:
+        """Load `checkpoint` onto `device` (default CPU) at `precision` (see `PRECISIONS`)."""
+        model = load_checkpoint(checkpoint)
+        if device:
+            model.to(device)
+        return cls(model, AutoFeatureExtractor.from_pretrained(checkpoint), precision)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _forward_groups(self, waves: list[np.ndarray]) -> list[list[int]]:
+        """Indices of `waves` that may share one forward pass.
+
+        Models with an attention mask ignore padding: all clips go together. Group-norm encoders
+        (wav2vec2-base style) normalise over the whole padded length, so zero padding would change
+        a short clip's logits: only clips of exactly equal length share a pass there.
+        """
+        if self.pads_safely:
+            return [list(range(len(waves)))]
+        groups: dict[int, list[int]] = {}
+        for i, wave in enumerate(waves):
+            groups.setdefault(len(wave), []).append(i)
+        return list(groups.values())
+
+    @torch.inference_mode()
+    def logits(self, waves: list[np.ndarray]) -> torch.Tensor:
+        """Logits for a list of 1-D waveforms at `self.sampling_rate`; in fp32 and int8 a clip's
+        logits do not depend on what else is in the list (in bf16 they agree to bf16 rounding)."""
+        out = torch.empty(len(waves), len(self.labels))
+        for group in self._forward_groups(waves):
+            inputs = self.feature_extractor(
+                [waves[i] for i in group], sampling_rate=self.sampling_rate, padding=True, return_tensors="pt"
+            )
+            inputs = {k: v.to(self.device) for k, v in inputs.items()}
+            with autocast(self.precision, self.device):
+                out[group] = self.model(**inputs).logits.float().cpu()
+        return out
+
+    def probabilities(self, waves: list[np.ndarray]) -> np.ndarray:
+        """(len(waves), len(self.labels)) class probabilities."""
+        return torch.softmax(self.logits(waves), dim=-1).numpy()
+
+    def predict(self, waves: list[np.ndarray]) -> list[Prediction]:
+        return [Prediction.from_scores(row, self.labels) for row in self.probabilities(waves)]
+
+    def predict_source(self, source: str | Path | bytes, max_seconds: float | None = None) -> Prediction:
+        """Decode a file path or bytes (any rate, any channels) and classify it."""
+        return self.predict([load_audio(source, self.sampling_rate, max_seconds=max_seconds)])[0]

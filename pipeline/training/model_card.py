@@ -1,0 +1,134 @@
+"""The model card (`best/README.md`): what the checkpoint is, how it was trained, what it scored."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from ..config import Config
+
+_TEMPLATE = """---
+{{ card_data }}
+---
+
+# {{ name }}
+
+Speech emotion recognition: an audio classifier ({{ architecture }}, {{ params }} parameters) fine-tuned
+with ser-toolkit from {{ backbone }}.
+
+**Labels:** {{ labels }}
+
+## Data
+
+{{ data }}
+
+## Results
+
+Held-out test split ({{ test_samples }} clips{{ test_note }}), best checkpoint by validation UAR (step
+{{ best_step }}):
+
+| metric | value |
+|---|---|
+| accuracy | {{ accuracy }} |
+| UAR (unweighted average recall) | {{ uar }} |
+| macro-F1 | {{ macro_f1 }} |
+
+| class | precision | recall | F1 | clips |
+|---|---|---|---|---|
+{{ per_class }}
+
+## Training
+
+{{ trainer }}; hyperparameters:
+
+```json
+{{ hyperparameters }}
+```
+
+## Use
+
+```python
+from transformers import pipeline
+classifier = pipeline("audio-classification", model="path/to/best")
+classifier({"raw": waveform, "sampling_rate": {{ sampling_rate }}})
+```
+
+## Limitations
+
+Scores hold for the speakers, recording conditions and label set of the data above; acted emotion
+corpora differ from spontaneous speech, and a model trained on the synthetic demo corpus is a
+pipeline check, not an emotion recogniser.
+"""
+
+
+def _data_description(data_dir: Path) -> tuple[str, str]:
+    """(markdown paragraph, dataset name) from the prepared data's summary.json, where present."""
+    path = data_dir / "summary.json"
+    if not path.is_file():
+        return f"Prepared data in `{data_dir}`.", data_dir.name
+    summary = json.loads(path.read_text())
+    rows = "\n".join(
+        f"| {name} | {s['clips']} | {len(s.get('speaker_ids', []))} | {s['hours']:.3f} |"
+        for name, s in summary["splits"].items()
+    )
+    corpora = ", ".join(summary["corpora"])
+    text = (
+        f"Corpora: {corpora}; split by {summary['split_scheme']} ({summary['split_note']}).\n\n"
+        f"| split | clips | speakers | hours |\n|---|---|---|---|\n{rows}"
+    )
+    return text, corpora
+
+
+def write_model_card(best: Path, cfg: Config, results: dict, trainer: str) -> None:
+    """Writes `best/README.md` with Hub metadata (model-index) and the test results."""
+    from ..files import write_file_atomic
+
+    config = json.loads((best / "config.json").read_text())
+    test = results["test"]
+    data, dataset_name = _data_description(Path(cfg.data.path))
+    card_data = ModelCardData(
+        license="apache-2.0",
+        library_name="transformers",
+        pipeline_tag="audio-classification",
+        tags=["speech-emotion-recognition", "audio-classification", "ser-toolkit"],
+        model_name=best.parent.name,
+        eval_results=[
+            EvalResult(
+                task_type="audio-classification",
+                dataset_type=dataset_name,
+                dataset_name=dataset_name,
+                dataset_split="test",
+                metric_type=key,
+                metric_name=name,
+                metric_value=round(test[key], 4),
+            )
+            for key, name in (("accuracy", "accuracy"), ("uar", "UAR"), ("macro_f1", "macro-F1"))
+        ],
+    )
+    per_class = "\n".join(
+        f"| {label} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} | {s['support']} |"
+        for label, s in test["per_class"].items()
+    )
+    card = ModelCard.from_template(
+        card_data,
+        template_str=_TEMPLATE,
+        name=best.parent.name,
+        architecture=config["architectures"][0],
+        params=f"{results['parameters']:,}",
+        backbone=f"`{cfg.model.backbone}`" if cfg.model.backbone else "a randomly initialised small wav2vec2",
+        labels=", ".join(test["labels"]),
+        data=data,
+        test_samples=test["samples"],
+        test_note=f", fold {results['fold']}" if results.get("fold") else "",
+        best_step=results["best_step"],
+        accuracy=f"{test['accuracy']:.3f}",
+        uar=f"{test['uar']:.3f}",
+        macro_f1=f"{test['macro_f1']:.3f}",
+        per_class=per_class,
+        trainer=trainer,
+        hyperparameters=json.dumps(cfg.to_dict()["train"], indent=2),
+        sampling_rate=json.loads((best / "preprocessor_config.json").read_text())["sampling_rate"],
+    )
+    write_file_atomic(best / "README.md", str(card))

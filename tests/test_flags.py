@@ -1,0 +1,142 @@
+"""One source of defaults: every command-line flag is derived from a configuration field, with the
+field's default, and the YAML config only changes what it names."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import yaml
+
+from pipeline.arguments import config_fields, field_default, from_flags
+from pipeline.cli import _run_config, build_parser
+from pipeline.config import Config, PrepareConfig, SynthConfig, differences, load_config
+from pipeline.inference.answers import Options
+
+pytestmark = pytest.mark.fast  # pure logic: `make test-fast`
+
+DEFAULT_YAML = "configs/default.yaml"
+# command -> the dataclass its flags come from
+SOURCES = {
+    "synth": SynthConfig,
+    "prepare": PrepareConfig,
+    "train": Config,
+    "probe": Config,
+    "tune": Config,
+    "lr-find": Config,
+    "predict": Options,
+}
+
+
+def _commands() -> dict[str, argparse.ArgumentParser]:
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices
+
+
+@pytest.mark.parametrize("command", sorted(SOURCES))
+def test_every_flag_default_is_its_field_default(command):
+    fields = {name: f for name, f, _ in config_fields(SOURCES[command])}
+    actions = {a.dest: a for a in _commands()[command]._actions}
+    derived = [dest for dest in actions if dest in fields]
+    for dest in derived:
+        assert actions[dest].default == field_default(fields[dest]), f"ser {command}: {dest}"
+        assert actions[dest].help.strip(), f"ser {command}: {dest} has no help"
+    # every field has its flag, except mappings (YAML or `section.key=value` only) and the
+    # run directory of tune and lr-find, which have their own required --output-dir
+    missing = set(fields) - set(derived) - {"model.small"}
+    assert missing == ({"train.output_dir"} if command in ("tune", "lr-find") else set())
+
+
+def test_no_default_is_typed_in_the_parser_for_a_configured_command():
+    """The flags of `ser prepare` carry the dataclasses' defaults: parsing nothing gives them."""
+    args = build_parser().parse_args(["prepare", "--data-dir", "c", "--out", "o"])
+    assert from_flags(PrepareConfig, args) == PrepareConfig()
+    args = build_parser().parse_args(["synth", "--out", "o"])
+    assert from_flags(SynthConfig, args) == SynthConfig()
+    args = build_parser().parse_args(["predict", "--checkpoint", "c", "f.wav"])
+    assert from_flags(Options, args) == Options()
+
+
+def test_train_with_and_without_the_default_config_is_the_same_run():
+    parse = build_parser().parse_args
+    without = _run_config(parse(["train"]))
+    assert without == Config()
+    assert _run_config(parse(["train", "--config", DEFAULT_YAML])) == without
+    assert without.train.epochs == 40 and without.data.path == "runs/demo/data"  # the embedded default
+
+
+def test_flags_override_the_file_and_overrides_override_flags(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  epochs: 7\n  batch_size: 4\nmodel:\n  dropout: 0.2\n")
+    parse = build_parser().parse_args
+    cfg = _run_config(parse(["train", "--config", str(path), "--epochs", "5", "--dropout", "none"]))
+    assert (cfg.train.epochs, cfg.train.batch_size, cfg.model.dropout) == (5, 4, None)
+    cfg = _run_config(parse(["train", "--config", str(path), "--epochs", "5", "train.epochs=6"]))
+    assert cfg.train.epochs == 6
+    # a flag given with the default's value still overrides the file
+    assert _run_config(parse(["train", "--config", str(path), "--epochs", "40"])).train.epochs == 40
+
+
+def test_flag_forms():
+    parse = build_parser().parse_args
+    cfg = _run_config(parse(["train", "--trainer", "--sanity", "--group-by-length", "--report-to", "none"]))
+    assert (cfg.train.trainer, cfg.train.sanity_report, cfg.train.group_by_length) == ("hf", True, True)
+    assert cfg.train.report_to == []
+    # a list flag takes one value, so that the overrides after it stay overrides
+    cfg = _run_config(
+        parse(["train", "--no-group-by-length", "--report-to", "tensorboard,wandb", "train.seed=3"])
+    )
+    assert cfg.train.group_by_length is False and cfg.train.report_to == ["tensorboard", "wandb"]
+    assert cfg.train.seed == 3
+    args = parse(
+        [
+            "prepare",
+            "--data-dir",
+            "c",
+            "d",
+            "--out",
+            "o",
+            "--labels",
+            "sad,happy",
+            "--corpus",
+            "emodb",
+            "tess",
+        ]
+    )
+    assert from_flags(PrepareConfig, args).labels == ["sad", "happy"]
+    assert from_flags(PrepareConfig, args).corpora == ["emodb", "tess"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--scheduler", "cubic"], "invalid choice: 'cubic'"),
+        (["train", "--epochs", "many"], "invalid int value: 'many'"),
+        (["prepare", "--data-dir", "c", "--out", "o", "--split-by", "age"], "invalid choice: 'age'"),
+        (
+            ["prepare", "--data-dir", "c", "--out", "o", "--corpus", "emodb", "iemocap"],
+            "invalid choice: 'iemocap'",
+        ),
+    ],
+)
+def test_bad_flags_are_one_line_usage_errors(args, message, capsys):
+    with pytest.raises(SystemExit) as done:
+        build_parser().parse_args(args)
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and message in err and err.count("\n") == 1
+
+
+def test_choices_are_checked_in_yaml_too(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  scheduler: cubic\n")
+    with pytest.raises(Exception, match="train.scheduler' must be one of linear, cosine, constant"):
+        load_config(path)
+
+
+def test_config_files_hold_only_what_differs_from_the_defaults(tmp_path):
+    assert differences(load_config(DEFAULT_YAML)) == {}  # the rule configs/default.yaml states
+    cfg = load_config(None, ["train.epochs=3", "model.dropout=0.1", "data.fold=1"])
+    assert differences(cfg) == {"data": {"fold": 1}, "model": {"dropout": 0.1}, "train": {"epochs": 3}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(differences(cfg)))
+    assert load_config(path) == cfg
