@@ -75,13 +75,38 @@ def _probe(args) -> None:
     _print_result(train_probe(cfg, fold=cfg.data.fold or 0), cfg)
 
 
+def _scores(metrics: dict) -> str:
+    return (
+        f"accuracy {metrics['accuracy']:.3f} · UAR {metrics['uar']:.3f} · macro-F1 {metrics['macro_f1']:.3f}"
+    )
+
+
 def _print_result(results: dict, cfg: Config) -> None:
     test = results.get("test")
     if test:
-        print(
-            f"test: accuracy {test['accuracy']:.3f} · UAR {test['uar']:.3f} · macro-F1 {test['macro_f1']:.3f}"
-        )
+        print(f"test: {_scores(test)}")
+        baseline = results["baseline"]["test"]["uar"]
+        print(f"baseline UAR {baseline:.3f} · this model {test['uar']:.3f} (test speakers; `ser baseline`)")
     print(f"best checkpoint: {Path(cfg.train.output_dir) / 'best'}")
+
+
+def _baseline(args) -> None:
+    from .data.prepared import fold_count, load_prepared
+    from .metrics import spread
+    from .training.baseline import baseline_metrics
+
+    runs = []
+    for fold in range(fold_count(args.data)) if args.folds else [args.fold]:
+        dataset, labels, extractor = load_prepared(args.data, fold)
+        runs.append(baseline_metrics(dataset, labels, extractor.sampling_rate))
+        if not args.json:
+            print(f"fold {fold}: test {_scores(runs[-1]['test'])} (C={runs[-1]['C']:g})")
+    summary = {key: spread([run["test"][key] for run in runs]) for key in ("accuracy", "uar", "macro_f1")}
+    if args.json:
+        print(json.dumps({"folds": runs, "cross_validation": summary} if args.folds else runs[0]))
+    elif args.folds:
+        for key, stats in summary.items():
+            print(f"{key}: {stats['mean']:.3f} ± {stats['std']:.3f} over {len(runs)} folds")
 
 
 def _tune(args) -> None:
@@ -206,6 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=int, default=20, help="finished trials (a rerun continues)")
     p = _run_parser(sub, "lr-find", LR_FIND_HELP, _lr_find, results="the plot and the curve")
     p.add_argument("--steps", type=int, default=100, help="batches of the sweep (1e-7 to 10)")
+
+    p = sub.add_parser("baseline", help="the classical reference: MFCC statistics + logistic regression")
+    p.add_argument("--data", required=True, help="prepared data directory (`ser prepare --out`)")
+    p.add_argument("--fold", type=int, default=0, help="fold of the prepared splits")
+    p.add_argument("--folds", action="store_true", help="every fold, with mean ± std")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_baseline)
 
     p = sub.add_parser("evaluate", help="metrics of a checkpoint on prepared data (as `ser predict` sees it)")
     p.add_argument("--checkpoint", required=True)

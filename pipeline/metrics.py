@@ -37,6 +37,11 @@ def classification_metrics(y_true, y_pred, labels: list[str]) -> dict:
     }
 
 
+def spread(values: list[float]) -> dict:
+    """Mean and (population) standard deviation of per-fold figures, with the figures."""
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "folds": [float(v) for v in values]}
+
+
 @functools.cache
 def _emotion_metrics() -> type:
     """The `evaluate.Metric` class, made on first use: `import evaluate` also imports

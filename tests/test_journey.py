@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -113,4 +114,5 @@ def test_finetune_script_trains_through_accelerate_launch(prepared, tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "test: accuracy" in done.stdout
+    assert re.search(r"baseline UAR \d\.\d{3} · this model \d\.\d{3}", done.stdout)
     assert (tmp_path / "run" / "best" / "model.safetensors").is_file()

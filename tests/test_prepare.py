@@ -109,4 +109,6 @@ def test_k_fold_training_reports_mean_and_spread(tmp_path):
     cv = json.loads((tmp_path / "run" / "cv_metrics.json").read_text())
     assert len(results["folds"]) == 3 and len(cv["uar"]["folds"]) == 3
     assert cv["uar"]["mean"] == pytest.approx(np.mean(cv["uar"]["folds"]))
+    baselines = [run["baseline"]["test"]["uar"] for run in results["folds"]]
+    assert cv["baseline_uar"]["folds"] == pytest.approx(baselines)  # both, fold by fold
     assert all((tmp_path / "run" / f"fold{i}" / "best" / "model.safetensors").is_file() for i in range(3))

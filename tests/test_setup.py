@@ -3,6 +3,7 @@ from the same seed, data, model, first batch and loss (class weights included)."
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -12,6 +13,7 @@ from pipeline.data.prepare import prepare
 from pipeline.data.synth import synthesize_corpus
 from pipeline.errors import SerError
 from pipeline.training.lr_find import lr_range_test
+from pipeline.training.run import _say_what_to_expect
 from pipeline.training.sanity import overfit_batches
 
 
@@ -43,3 +45,17 @@ def test_overfit_and_lr_find_share_the_set_up_and_the_weighted_loss(imbalanced):
     # lr-find's first loss comes before its first step: the same model, batch and weighted loss
     sweep = lr_range_test(balanced, steps=10)
     assert sweep["raw_losses"][0] == pytest.approx(first, abs=1e-3)
+
+
+def test_real_speech_without_a_pretrained_backbone_gets_one_line_of_advice(imbalanced, tmp_path, capsys):
+    assert json.loads((imbalanced / "summary.json").read_text())["synthetic"] is True  # `ser synth`'s
+    _say_what_to_expect(load_config(None, [f"data.path={imbalanced}"]))
+    assert capsys.readouterr().out == ""
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "summary.json").write_text(json.dumps({"synthetic": False}))
+    _say_what_to_expect(load_config(None, [f"data.path={real}"]))
+    advice = capsys.readouterr().out
+    assert advice.count("\n") == 1 and "--backbone facebook/wav2vec2-base" in advice
+    _say_what_to_expect(load_config(None, [f"data.path={real}", "model.backbone=facebook/wav2vec2-base"]))
+    assert capsys.readouterr().out == ""

@@ -29,6 +29,7 @@ from .corpora import read_corpora
 from .prepared import AUDIO_FILE, DATASET_DIR, FEATURE_EXTRACTOR_DIR, open_dataset
 from .report import plot_summary, summary_lines
 from .splits import SPLITS, make_splits
+from .synth import SYNTHETIC_MARK
 
 CACHE_DIR = "cache"
 DECODED_COLUMNS = datasets.Features(
@@ -213,6 +214,7 @@ def prepare(data_dirs: list[str | Path], out_dir: str | Path, cfg: PrepareConfig
     summary = {
         "inputs": inputs,
         "corpora": sorted({r["corpus"] for r in records}),
+        "synthetic": all((Path(d) / SYNTHETIC_MARK).is_file() for d in data_dirs),
         "data_dirs": [str(Path(d).resolve()) for d in data_dirs],
         "labels": labels,
         "sampling_rate": extractor.sampling_rate,

@@ -21,6 +21,7 @@ from ..config import SynthConfig
 from .audio import save_wav
 
 SAMPLING_RATE = 16_000
+SYNTHETIC_MARK = "SYNTHETIC.txt"  # in the corpus root: `ser prepare` records that the data is synthetic
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,7 @@ def synthesize_corpus(
         writer = csv.DictWriter(f, fieldnames=["file", "speaker", "gender"])
         writer.writeheader()
         writer.writerows(rows)
+    (out / SYNTHETIC_MARK).write_text("written by `ser synth`: synthetic speech, for checking the pipeline\n")
     return out
 
 

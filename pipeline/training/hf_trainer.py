@@ -18,7 +18,7 @@ from ..metrics import classification_metrics
 from .checkpoint import rng_state, save_model_dir, set_rng_state
 from .loop import OnEvaluate
 from .optim import build_scheduler
-from .results import Stopwatch, evaluate_best, write_results
+from .results import Stopwatch, complete
 from .setup import Setup, loss_of, set_up
 
 
@@ -183,9 +183,4 @@ def train_fold_with_trainer(
         "history": history,
         "config": cfg.to_dict(),
     }
-    with trainer.stopwatch:
-        results.update(evaluate_best(out / "best", dataset, labels, acc, tc.batch_size))
-    results.update(trainer.stopwatch.to_dict())
-    if trainer.is_world_process_zero():
-        write_results(out, results, train_log, cfg, "transformers.Trainer")
-    return results
+    return complete(results, setup, acc, trainer.stopwatch, train_log, "transformers.Trainer")

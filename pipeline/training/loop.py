@@ -28,7 +28,7 @@ from .checkpoint import (
     save_model_dir,
 )
 from .optim import build_scheduler
-from .results import Stopwatch, evaluate_best, write_results
+from .results import Stopwatch, complete
 from .sanity import sanity_report
 from .setup import Setup, loss_of, set_up, train_step
 
@@ -197,13 +197,7 @@ class FoldTraining:
             "history": state.history,
             "config": self.cfg.to_dict(),
         }
-        with self.evaluation:
-            results.update(
-                evaluate_best(self.out / "best", setup.dataset, setup.labels, acc, self.cfg.train.batch_size)
-            )
-        results.update(self.evaluation.to_dict())
-        if acc.is_main_process:
-            write_results(self.out, results, state.train_log, self.cfg, "custom Accelerate loop")
+        results = complete(results, setup, acc, self.evaluation, state.train_log, "custom Accelerate loop")
         acc.end_training()
         return results
 

@@ -29,11 +29,14 @@ with ser-toolkit from {{ backbone }}.
 Held-out test split ({{ test_samples }} clips{{ test_note }}), best checkpoint by validation UAR (step
 {{ best_step }}):
 
-| metric | value |
-|---|---|
-| accuracy | {{ accuracy }} |
-| UAR (unweighted average recall) | {{ uar }} |
-| macro-F1 | {{ macro_f1 }} |
+| metric | this model | classical baseline |
+|---|---|---|
+| accuracy | {{ accuracy }} | {{ baseline.accuracy }} |
+| UAR (unweighted average recall) | {{ uar }} | {{ baseline.uar }} |
+| macro-F1 | {{ macro_f1 }} | {{ baseline.macro_f1 }} |
+
+The classical baseline is `ser baseline`: MFCC statistics and a logistic regression, fitted on the
+same training speakers and scored on the same test clips.
 
 | class | precision | recall | F1 | clips |
 |---|---|---|---|---|
@@ -126,6 +129,7 @@ def write_model_card(best: Path, cfg: Config, results: dict, trainer: str) -> No
         accuracy=f"{test['accuracy']:.3f}",
         uar=f"{test['uar']:.3f}",
         macro_f1=f"{test['macro_f1']:.3f}",
+        baseline={key: f"{results['baseline']['test'][key]:.3f}" for key in ("accuracy", "uar", "macro_f1")},
         per_class=per_class,
         trainer=trainer,
         hyperparameters=json.dumps(cfg.to_dict()["train"], indent=2),

@@ -15,7 +15,9 @@ from ..files import write_file_atomic
 from ..inference.evaluate import evaluate_splits
 from ..inference.predictor import Predictor
 from ..plots import plot_confusion_matrix, plot_curves
+from .baseline import baseline_metrics
 from .model_card import write_model_card
+from .setup import Setup
 
 
 class Stopwatch:
@@ -36,15 +38,42 @@ class Stopwatch:
         return {"evaluation_s": round(self.seconds, 3), "evaluation_cpu_s": round(self.cpu_seconds, 3)}
 
 
+def _on_main_process(accelerator, compute):
+    """`compute()` on the main process, its value shared with the others."""
+    return broadcast_object_list([compute() if accelerator.is_main_process else None])[0]
+
+
 def evaluate_best(best_dir: Path, dataset, labels: list[str], accelerator, batch_size: int) -> dict:
     """{split: metrics} of the saved best checkpoint on validation and test, through `Predictor` at
     fp32 (whole clips, as `ser evaluate` and the service see them); computed by the main process
     and shared with the others."""
-    found = [None]
-    if accelerator.is_main_process:
+
+    def evaluate() -> dict:
         predictor = Predictor.from_pretrained(best_dir, device=str(accelerator.device), precision="fp32")
-        found = [evaluate_splits(predictor, dataset, labels, batch_size=batch_size)]
-    return broadcast_object_list(found)[0]
+        return evaluate_splits(predictor, dataset, labels, batch_size=batch_size)
+
+    return _on_main_process(accelerator, evaluate)
+
+
+def complete(
+    results: dict, setup: Setup, accelerator, stopwatch: Stopwatch, train_log: list, trainer: str
+) -> dict:
+    """The end of every run: `best/` evaluated as `ser evaluate` evaluates it (timed with the
+    validations), the classical baseline on the same split (`ser baseline`), then metrics.json,
+    the plots and the model card."""
+    with stopwatch:
+        batch_size = setup.cfg.train.batch_size
+        results.update(
+            evaluate_best(setup.out / "best", setup.dataset, setup.labels, accelerator, batch_size)
+        )
+    results.update(stopwatch.to_dict())
+    sampling_rate = setup.extractor.sampling_rate
+    results["baseline"] = _on_main_process(
+        accelerator, lambda: baseline_metrics(setup.dataset, setup.labels, sampling_rate)
+    )
+    if accelerator.is_main_process:
+        write_results(setup.out, results, train_log, setup.cfg, trainer)
+    return results
 
 
 def write_results(out: Path, results: dict, train_log: list[dict], cfg: Config, trainer: str) -> None:

@@ -7,7 +7,6 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 from accelerate import PartialState
 from accelerate.tracking import LOGGER_TYPE_TO_CLASS
 
@@ -15,7 +14,22 @@ from ..config import TRAINERS, Config
 from ..data.prepared import fold_count
 from ..errors import ConfigError
 from ..files import write_file_atomic
+from ..metrics import spread
 from .loop import OnEvaluate, train_fold
+
+
+def _say_what_to_expect(cfg: Config) -> None:
+    """One line when a randomly initialised model is to learn real (not synthetic) speech."""
+    summary = Path(cfg.data.path) / "summary.json"
+    if cfg.model.backbone or not summary.is_file() or json.loads(summary.read_text()).get("synthetic", True):
+        return
+    if PartialState().is_main_process:
+        print(
+            "note: this trains a randomly initialised model on real speech; a pretrained backbone usually "
+            "does much better: `ser prepare --backbone facebook/wav2vec2-base ...`, then "
+            "`ser train --backbone facebook/wav2vec2-base ...`",
+            flush=True,
+        )
 
 
 def train(cfg: Config, resume: bool = False, on_evaluate: OnEvaluate | None = None) -> dict:
@@ -31,6 +45,7 @@ def train(cfg: Config, resume: bool = False, on_evaluate: OnEvaluate | None = No
         from .hf_trainer import train_fold_with_trainer as fit  # imports Trainer (slow): only when used
     else:
         fit = train_fold
+    _say_what_to_expect(cfg)
     folds = [cfg.data.fold] if cfg.data.fold is not None else list(range(fold_count(cfg.data.path)))
     if len(folds) == 1:
         return fit(cfg, folds[0], resume=resume, on_evaluate=on_evaluate)
@@ -39,11 +54,8 @@ def train(cfg: Config, resume: bool = False, on_evaluate: OnEvaluate | None = No
         fit(replace(cfg, train=replace(cfg.train, output_dir=str(out / f"fold{f}"))), f, resume=resume)
         for f in folds
     ]
-    summary = {
-        key: {"mean": float(np.mean(values)), "std": float(np.std(values)), "folds": values}
-        for key in ("accuracy", "uar", "macro_f1")
-        for values in [[run["test"][key] for run in runs]]
-    }
+    summary = {key: spread([run["test"][key] for run in runs]) for key in ("accuracy", "uar", "macro_f1")}
+    summary["baseline_uar"] = spread([run["baseline"]["test"]["uar"] for run in runs])
     if PartialState().is_main_process:
         write_file_atomic(out / "cv_metrics.json", json.dumps(summary, indent=2))
     return {"folds": runs, "cross_validation": summary}
