@@ -26,17 +26,35 @@ SCHEDULES = ("linear", "cosine", "constant")
 CLASS_WEIGHTS = ("none", "balanced")
 MIXED_PRECISIONS = ("no", "fp16", "bf16")
 
-SMALL_MODEL = {
-    "hidden_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "intermediate_size": 128,
-    "conv_dim": [32, 32, 32, 32, 32, 32, 32],
-    "num_conv_pos_embeddings": 16,
-    "num_conv_pos_embedding_groups": 4,
-    "feat_extract_norm": "layer",
-    "classifier_proj_size": 64,
-    "mask_time_prob": 0.0,
+# The small models trained from scratch when no backbone is given: the config values of each
+# architecture (`model.small` changes single values).
+SMALL_MODELS = {
+    # raw waveform, a convolutional feature encoder (layer norm: it takes an attention mask)
+    "wav2vec2": {
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 128,
+        "conv_dim": [32, 32, 32, 32, 32, 32, 32],
+        "num_conv_pos_embeddings": 16,
+        "num_conv_pos_embedding_groups": 4,
+        "feat_extract_norm": "layer",
+        "classifier_proj_size": 64,
+        "mask_time_prob": 0.0,
+    },
+    # 80 log-mel filter banks (two frames stacked), conformer layers
+    "wav2vec2-bert": {
+        "hidden_size": 96,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+        "intermediate_size": 192,
+        "conv_depthwise_kernel_size": 15,
+        "left_max_position_embeddings": 64,
+        "right_max_position_embeddings": 8,
+        "classifier_proj_size": 64,
+        "layerdrop": 0.0,
+        "mask_time_prob": 0.0,
+    },
 }
 
 
@@ -58,16 +76,19 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """The backbone: a Hub id / local directory, or (none) a small wav2vec2 built from `small`."""
+    """The backbone: a Hub id / local directory, or (none) a small model of `architecture`."""
 
     backbone: str | None = option(
-        None, "Hub id (facebook/wav2vec2-base) or local directory; none = the small wav2vec2 of model.small"
+        None, "Hub id (facebook/wav2vec2-base) or local directory; none = a small model, randomly initialised"
+    )
+    architecture: str = option(
+        "wav2vec2", "the small model's architecture (without a backbone)", choices=tuple(SMALL_MODELS)
     )
     trust_remote_code: bool = option(False, "run custom code a backbone ships (only backbones you trust)")
     freeze_feature_encoder: bool = option(False, "keep the convolutional feature encoder fixed")
     dropout: float | None = option(None, "hidden, attention and final dropout; none = the backbone's own")
     small: dict[str, Any] = option(
-        factory=lambda: dict(SMALL_MODEL), help="Wav2Vec2Config of the small model"
+        factory=dict, help="config values of the small model over its architecture's (SMALL_MODELS)"
     )
 
 
@@ -167,6 +188,11 @@ class PrepareConfig:
     max_bad_fraction: float = option(0.2, "stop above this share of unusable files")
     num_proc: int = option(1, "decoding processes")
     backbone: str | None = option(None, "apply this model's feature extractor; none = the small model's")
+    architecture: str = option(
+        "wav2vec2",
+        "without --backbone: the small model whose feature extractor to apply",
+        choices=tuple(SMALL_MODELS),
+    )
     splits: SplitConfig = field(default_factory=SplitConfig)
 
 

@@ -1,4 +1,6 @@
-"""Builds the audio classifier: a pretrained backbone (Hub id or local dir) or a small local wav2vec2."""
+"""Builds the audio classifier: a pretrained backbone (Hub id or local dir) or a small model of a
+local config (`model.architecture`: wav2vec2 on the raw waveform, or wav2vec2-bert on log-mel
+filter banks)."""
 
 from __future__ import annotations
 
@@ -10,12 +12,11 @@ from transformers import (
     AutoFeatureExtractor,
     AutoModelForAudioClassification,
     PreTrainedModel,
-    Wav2Vec2Config,
+    SeamlessM4TFeatureExtractor,
     Wav2Vec2FeatureExtractor,
-    Wav2Vec2ForSequenceClassification,
 )
 
-from .config import ModelConfig
+from .config import SMALL_MODELS, ModelConfig
 from .data.audio import TARGET_SAMPLING_RATE
 from .errors import ConfigError, SerError, first_line
 
@@ -44,7 +45,9 @@ def build_feature_extractor(cfg: ModelConfig):
             raise ConfigError(
                 f"cannot load feature extractor of backbone {cfg.backbone!r}: {_reason(err)}"
             ) from err
-    # The small model uses layer norm in its feature encoder, so it takes an attention mask and
+    if cfg.architecture == "wav2vec2-bert":  # 80 log-mel filter banks, normalised per clip
+        return SeamlessM4TFeatureExtractor(sampling_rate=TARGET_SAMPLING_RATE, return_attention_mask=True)
+    # The small wav2vec2 uses layer norm in its feature encoder, so it takes an attention mask and
     # padded batches give the same answers as single clips.
     return Wav2Vec2FeatureExtractor(
         feature_size=1,
@@ -53,6 +56,12 @@ def build_feature_extractor(cfg: ModelConfig):
         do_normalize=True,
         return_attention_mask=True,
     )
+
+
+def takes_waveform(extractor) -> bool:
+    """Whether the model reads the (normalised) waveform itself, rather than features computed from
+    it (log-mel filter banks): prepared data then stores the normalised waveform."""
+    return extractor.model_input_names[0] == "input_values"
 
 
 DROPOUT_KEYS = (
@@ -89,16 +98,14 @@ def build_model(cfg: ModelConfig, labels: list[str], **config_overrides) -> PreT
         except (OSError, ValueError) as err:  # ValueError: custom code, refused without trust_remote_code
             raise ConfigError(f"cannot load backbone {cfg.backbone!r}: {_reason(err)}") from err
     else:
+        values = {**SMALL_MODELS[cfg.architecture], **cfg.small, **config_overrides}
         try:
-            config = Wav2Vec2Config(
-                num_labels=len(labels),
-                id2label=id2label,
-                label2id=label2id,
-                **{**cfg.small, **config_overrides},
+            config = AutoConfig.for_model(
+                cfg.architecture, num_labels=len(labels), id2label=id2label, label2id=label2id, **values
             )
-        except TypeError as err:
+        except (TypeError, ValueError) as err:
             raise ConfigError(f"bad model.small setting: {err}") from err
-        model = Wav2Vec2ForSequenceClassification(config)
+        model = AutoModelForAudioClassification.from_config(config)
     if cfg.freeze_feature_encoder and hasattr(model, "freeze_feature_encoder"):
         model.freeze_feature_encoder()
     return model

@@ -7,10 +7,10 @@ import pytest
 import torch
 from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
-from pipeline.config import ModelConfig
+from pipeline.config import SMALL_MODELS, ModelConfig
 from pipeline.errors import ConfigError
 from pipeline.inference.predictor import AUTO_BF16_MIN_PARAMETERS, Predictor, resolve_precision
-from pipeline.model import build_feature_extractor, build_model
+from pipeline.model import build_feature_extractor, build_model, takes_waveform
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 
@@ -19,7 +19,7 @@ LABELS = ["angry", "happy", "neutral", "sad"]
 def test_pretrained_backbone_from_a_local_directory(tmp_path):
     """`--backbone DIR` loads the saved encoder weights and adds a fresh head."""
     torch.manual_seed(1)
-    small = ModelConfig().small | {"feat_extract_norm": "group"}
+    small = SMALL_MODELS["wav2vec2"] | {"feat_extract_norm": "group"}
     encoder = Wav2Vec2Model(Wav2Vec2Config(**small))
     encoder.save_pretrained(tmp_path, safe_serialization=True)
     Wav2Vec2FeatureExtractor(return_attention_mask=False).save_pretrained(tmp_path)
@@ -93,3 +93,25 @@ def test_auto_precision_is_bf16_only_for_large_models_on_native_hardware(monkeyp
         resolve_precision("int4", cpu, small)
     with pytest.raises(ConfigError, match="CPU only"):
         resolve_precision("int8", torch.device("cuda"), large)
+
+
+@pytest.mark.fast
+def test_the_log_mel_architecture_reads_features_and_pads_safely():
+    """`model.architecture=wav2vec2-bert`: a conformer on 80 log-mel filter banks, built from a local
+    config like the small wav2vec2; its masked padding leaves each clip's answer unchanged."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(architecture="wav2vec2-bert")
+    model, extractor = build_model(cfg, LABELS), build_feature_extractor(cfg)
+    assert type(model).__name__ == "Wav2Vec2BertForSequenceClassification" and not takes_waveform(extractor)
+    assert takes_waveform(build_feature_extractor(ModelConfig()))
+    predictor = Predictor(model, extractor)
+    rng = np.random.default_rng(0)
+    waves = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (4000, 16000, 9000, 16000, 4000)]
+    single = torch.cat([predictor.logits([w]) for w in waves])
+    assert torch.allclose(predictor.logits(waves), single, atol=1e-4)
+    assert (
+        build_model(
+            ModelConfig(architecture="wav2vec2-bert", small={"num_hidden_layers": 1}), LABELS
+        ).config.num_hidden_layers
+        == 1
+    )

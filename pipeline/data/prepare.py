@@ -22,7 +22,7 @@ import torch
 from ..config import DecodeConfig, ModelConfig, PrepareConfig
 from ..errors import SerError
 from ..files import write_file_atomic
-from ..model import build_feature_extractor
+from ..model import build_feature_extractor, takes_waveform
 from .audio import load_audio, trim_silence
 from .audit import HARMLESS, audit_records, check_bad_fraction, decode_problem, problem_summary, report_lines
 from .corpora import read_corpora
@@ -80,7 +80,11 @@ def _decode_batch(batch: dict, rank: int | None, extractor, cfg: DecodeConfig) -
             waves.append(np.zeros(0, dtype=np.float32))
             errors.append(str(err).removeprefix(f"{path}: "))
     ok = [w for w, e in zip(waves, errors) if e is None]
-    normalised = iter(extractor(ok, sampling_rate=sr).input_values if ok else [])
+    # A waveform model's input is the normalised waveform; a feature model's features are computed
+    # from the waveform per batch (after cropping), so its waveform is kept as decoded.
+    normalised = iter(
+        extractor(ok, sampling_rate=sr).input_values if ok and takes_waveform(extractor) else ok
+    )
     return {
         "key": batch["key"],
         "input_values": [next(normalised) if e is None else w for w, e in zip(waves, errors)],
@@ -161,7 +165,7 @@ def prepare(data_dirs: list[str | Path], out_dir: str | Path, cfg: PrepareConfig
         raise SerError(f"give one --corpus for all data dirs or one per data dir ({len(data_dirs)})")
     kinds = cfg.corpora * len(data_dirs) if len(cfg.corpora) == 1 else cfg.corpora
     listed = read_corpora(list(zip(kinds, map(str, data_dirs))))
-    extractor = build_feature_extractor(ModelConfig(backbone=cfg.backbone))
+    extractor = build_feature_extractor(ModelConfig(backbone=cfg.backbone, architecture=cfg.architecture))
     inputs = _fingerprint(sorted(listed, key=lambda r: r["path"] or ""), cfg, extractor)
     if all((out / name).exists() for name in ("summary.json", "splits.json", DATASET_DIR)):
         previous = json.loads((out / "summary.json").read_text())

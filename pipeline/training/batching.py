@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..model import takes_waveform
+
 
 class LengthGroupedBatches:
     """Batches of clips with similar lengths, in a shuffled order that is fixed per (seed, epoch).
@@ -99,12 +101,16 @@ class Collator:
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         waves = [self._crop(np.asarray(r["input_values"], dtype=np.float32), r["index"]) for r in rows]
-        batch = self.extractor.pad(
-            {"input_values": waves},
-            padding=True,
-            return_attention_mask=bool(self.extractor.return_attention_mask),
-            return_tensors="pt",
-        )
+        masked = bool(self.extractor.return_attention_mask)
+        if takes_waveform(self.extractor):  # prepared values are the normalised waveform: pad them
+            batch = self.extractor.pad(
+                {"input_values": waves}, padding=True, return_attention_mask=masked, return_tensors="pt"
+            )
+        else:  # features (log-mel filter banks) of the cropped waveform
+            sr = self.extractor.sampling_rate
+            batch = self.extractor(
+                waves, sampling_rate=sr, padding=True, return_attention_mask=masked, return_tensors="pt"
+            )
         batch["labels"] = torch.tensor([self.label_ids[str(r["label"])] for r in rows])
         return dict(batch)
 

@@ -36,14 +36,15 @@ def sanity_report(setup: Setup, acc: Accelerator) -> dict:
     model = setup.model
     batch = next(iter(setup.train_loader))
     labels = batch.pop("labels")
-    values = batch["input_values"].float()
+    name = setup.extractor.model_input_names[0]  # input_values (waveform) or input_features
+    values = batch[name].float()
     mask = batch.get("attention_mask")
     model.train()
     loss = loss_of(model(**batch).logits, labels, setup.weights)
     acc.backward(loss)
     report = {
         "batch": {key: list(tensor.shape) for key, tensor in batch.items()},
-        "input_values": {
+        name: {
             "min": float(values.min()),
             "max": float(values.max()),
             "mean": float(values.mean()),

@@ -30,12 +30,22 @@ def loss_of(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | 
 
 def _check_extractor(data_extractor, cfg: Config) -> None:
     model_extractor = build_feature_extractor(cfg.model)
-    for key in ("sampling_rate", "do_normalize", "return_attention_mask"):
-        if getattr(model_extractor, key, None) != getattr(data_extractor, key, None):
-            raise ConfigError(
-                f"the data was prepared for another feature extractor ({key} differs): "
-                f"run `ser prepare --backbone {cfg.model.backbone or ''}` again"
-            )
+    keys = ("sampling_rate", "do_normalize", "return_attention_mask")
+    differs = [
+        key for key in keys if getattr(model_extractor, key, None) != getattr(data_extractor, key, None)
+    ]
+    if type(model_extractor) is not type(data_extractor):
+        differs.insert(0, f"{type(data_extractor).__name__}, not {type(model_extractor).__name__}")
+    if differs:
+        model = (
+            f"--backbone {cfg.model.backbone}"
+            if cfg.model.backbone
+            else f"--architecture {cfg.model.architecture}"
+        )
+        raise ConfigError(
+            f"the data was prepared for another feature extractor ({differs[0]}): "
+            f"run `ser prepare {model}` again"
+        )
 
 
 def load_fold(cfg: Config, fold: int):
