@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..model import takes_waveform
+from .augment import Augmenter
 
 
 class LengthGroupedBatches:
@@ -77,13 +78,23 @@ class IndexedRows(Dataset):
 
 
 class Collator:
-    """Crops clips (randomly in training, centred otherwise) and pads them into a batch."""
+    """Crops clips (randomly in training, centred otherwise), augments training clips (speed before
+    the crop, noise after it) and pads them into a batch."""
 
-    def __init__(self, extractor, labels: list[str], max_seconds: float, train: bool, seed: int = 0):
+    def __init__(
+        self,
+        extractor,
+        labels: list[str],
+        max_seconds: float,
+        train: bool,
+        seed: int = 0,
+        augmenter: Augmenter | None = None,
+    ):
         self.extractor = extractor
         self.label_ids = {label: i for i, label in enumerate(labels)}
         self.max_len = int(max_seconds * extractor.sampling_rate)
         self.train, self.seed = train, seed
+        self.augmenter = augmenter if train and augmenter and augmenter.active else None
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -99,8 +110,14 @@ class Collator:
             start = extra // 2
         return wave[start : start + self.max_len]
 
+    def _wave(self, row: dict) -> np.ndarray:
+        wave, index, aug = np.asarray(row["input_values"], dtype=np.float32), row["index"], self.augmenter
+        if aug is None:
+            return self._crop(wave, index)
+        return aug.add_noise(self._crop(aug.speed_up(wave, self.epoch, index), index), self.epoch, index)
+
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        waves = [self._crop(np.asarray(r["input_values"], dtype=np.float32), r["index"]) for r in rows]
+        waves = [self._wave(r) for r in rows]
         masked = bool(self.extractor.return_attention_mask)
         if takes_waveform(self.extractor):  # prepared values are the normalised waveform: pad them
             batch = self.extractor.pad(
@@ -123,6 +140,7 @@ def clip_lengths(ds, sampling_rate: int) -> np.ndarray:
 def make_loader(ds, extractor, labels: list[str], cfg, train: bool) -> DataLoader:
     """A DataLoader over a prepared split, batched by `LengthGroupedBatches` (training or evaluation)."""
     seconds = cfg.data.max_train_seconds if train else cfg.data.max_eval_seconds
+    augmenter = Augmenter(cfg.data.speed_perturbation, cfg.data.noise_snr_db, cfg.train.seed)
     batches = LengthGroupedBatches(
         clip_lengths(ds, extractor.sampling_rate),
         cfg.train.batch_size,
@@ -133,7 +151,7 @@ def make_loader(ds, extractor, labels: list[str], cfg, train: bool) -> DataLoade
     return DataLoader(
         IndexedRows(ds),
         batch_sampler=batches,
-        collate_fn=Collator(extractor, labels, seconds, train, cfg.train.seed),
+        collate_fn=Collator(extractor, labels, seconds, train, cfg.train.seed, augmenter),
         num_workers=cfg.train.num_workers,
         generator=torch.Generator().manual_seed(cfg.train.seed),  # keeps the global RNG (dropout) untouched
     )
