@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections import Counter
 from itertools import product
 
@@ -168,3 +171,27 @@ def test_clip_fallback_is_label_stratified():
 def test_impossible_requests_are_user_errors(records, cfg, match):
     with pytest.raises(SerError, match=match):
         make_splits(records, cfg)
+
+
+def test_the_same_records_give_the_same_splits_in_every_python_process():
+    """Ties between equally good assignments are broken in a fixed order, not in the order string
+    hashing gives, which changes from one interpreter to the next (PYTHONHASHSEED)."""
+    code = (
+        "import json; from pipeline.data.splits import SplitConfig, make_splits; "
+        "emotions = ['angry', 'calm', 'happy', 'sad', 'neutral', 'fearful', 'disgust', 'surprised']; "
+        "records = [{'path': f'{s}/{e}/{k}', 'label': e, 'speaker': f's{s:02d}', "
+        "'gender': 'female' if s % 2 else 'male'} for s in range(24) for e in emotions "
+        "for k in range(4 if e == 'neutral' else 8)]; "
+        "print(json.dumps(make_splits(records, SplitConfig(folds='5')).folds))"
+    )
+    plans = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in (1, 2, 3)
+    }
+    assert len(plans) == 1

@@ -119,11 +119,14 @@ def _assign(profiles: list[Counter], order: list[int], shares: dict[str, float])
     targets = {b: {d: share * n for d, n in total.items()} for b, share in shares.items()}
     counts = {b: Counter() for b in shares}
     bins: dict[str, list[int]] = {b: [] for b in shares}
-    pool: dict[frozenset, deque[int]] = defaultdict(deque)  # groups alike in every count are interchangeable
+    # Groups alike in every count are interchangeable. A profile is its counts in a fixed order: summed
+    # in an order that hashing decides (a frozenset), near-equal costs tie differently from one Python
+    # process to the next (PYTHONHASHSEED), and so would the splits.
+    pool: dict[tuple, deque[int]] = defaultdict(deque)
     for g in order:
-        pool[frozenset(profiles[g].items())].append(g)
+        pool[tuple(sorted(profiles[g].items(), key=repr))].append(g)
 
-    def cost(b: str, profile: frozenset) -> float:
+    def cost(b: str, profile: tuple) -> float:
         """How much bin `b`'s chi-square, sum of (count - target)² / target, grows if it takes `profile`."""
         return sum(n * (n + 2 * (counts[b][d] - targets[b][d])) / max(targets[b][d], 1.0) for d, n in profile)
 

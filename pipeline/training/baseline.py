@@ -28,7 +28,9 @@ C_GRID = (0.01, 0.1, 1.0, 10.0)  # inverse regularisation, chosen by validation 
 
 def mfcc_statistics(waves, sampling_rate: int) -> np.ndarray:
     """[clips, 6 x N_MFCC]: mean and standard deviation over time of the MFCCs (25-ms windows every
-    10 ms, 40 mel bands), their deltas and delta-deltas."""
+    10 ms, 40 mel bands), their deltas and delta-deltas, of each clip normalised to zero mean and
+    unit variance (as wav2vec2's feature extractor does: the same figures whichever way the data
+    was prepared)."""
     mfcc = T.MFCC(
         sample_rate=sampling_rate,
         n_mfcc=N_MFCC,
@@ -42,7 +44,9 @@ def mfcc_statistics(waves, sampling_rate: int) -> np.ndarray:
     torch.set_num_threads(1)  # one clip's small transforms: threads only wait for each other (50x slower)
     try:
         for wave in tqdm(waves, desc="baseline features", leave=False):
-            coefficients = mfcc(torch.as_tensor(np.asarray(wave, dtype=np.float32)))
+            wave = np.asarray(wave, dtype=np.float64)
+            wave = ((wave - wave.mean()) / (wave.std() + 1e-12)).astype(np.float32)  # even a faint clip
+            coefficients = mfcc(torch.from_numpy(wave))
             deltas = AF.compute_deltas(coefficients)
             tracks = torch.cat([coefficients, deltas, AF.compute_deltas(deltas)])
             rows.append(torch.cat([tracks.mean(-1), tracks.std(-1, unbiased=False)]).numpy())
