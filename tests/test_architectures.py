@@ -12,8 +12,9 @@ from pipeline.config import PrepareConfig, load_config
 from pipeline.data.prepare import prepare
 from pipeline.data.prepared import load_prepared
 from pipeline.data.synth import synthesize_corpus
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, SerError
 from pipeline.inference.evaluate import evaluate_checkpoint
+from pipeline.training.probe import train_probe
 from pipeline.training.run import train
 
 
@@ -32,6 +33,8 @@ def test_a_log_mel_model_trains_and_evaluates_like_the_default(tmp_path):
     assert results["parameters"] > 100_000 and "baseline" in results
     best = tmp_path / "run" / "best"
     assert json.loads((best / "config.json").read_text())["model_type"] == "wav2vec2-bert"
+    with pytest.raises(SerError, match="ser probe reads models of the waveform"):
+        train_probe(load_config(None, [*overrides, "model.architecture=wav2vec2-bert"]))
     evaluated = evaluate_checkpoint(best, data)
     assert {k: evaluated[k] for k in ("accuracy", "uar")} == {
         k: results["test"][k] for k in ("accuracy", "uar")

@@ -24,7 +24,7 @@ from ..config import Config
 from ..errors import SerError
 from ..files import write_file_atomic
 from ..metrics import classification_metrics
-from ..model import build_model
+from ..model import build_model, takes_waveform
 from .baseline import baseline_metrics
 from .checkpoint import save_model_dir
 from .setup import load_fold, loss_of
@@ -132,6 +132,11 @@ def train_probe(cfg: Config, fold: int = 0) -> dict:
     """Train the layer weights and head on the frozen backbone's cached features; write `best/` and
     `metrics.json` to `train.output_dir`."""
     dataset, labels, extractor = load_fold(cfg, fold)
+    if not takes_waveform(extractor):
+        raise SerError(
+            "ser probe reads models of the waveform (wav2vec2, HuBERT, WavLM); "
+            f"{type(extractor).__name__} computes features"
+        )
     set_seed(cfg.train.seed)
     model = build_model(cfg.model, labels, use_weighted_layer_sum=True)
     if not all(
