@@ -92,7 +92,7 @@ def _print_result(results: dict, cfg: Config) -> None:
 
 def _baseline(args) -> None:
     from .data.prepared import fold_count, load_prepared
-    from .metrics import spread
+    from .metrics import fold_summary
     from .training.baseline import baseline_metrics
 
     runs = []
@@ -101,7 +101,7 @@ def _baseline(args) -> None:
         runs.append(baseline_metrics(dataset, labels, extractor.sampling_rate))
         if not args.json:
             print(f"fold {fold}: test {_scores(runs[-1]['test'])} (C={runs[-1]['C']:g})")
-    summary = {key: spread([run["test"][key] for run in runs]) for key in ("accuracy", "uar", "macro_f1")}
+    summary = fold_summary([run["test"] for run in runs])
     if args.json:
         print(json.dumps({"folds": runs, "cross_validation": summary} if args.folds else runs[0]))
     elif args.folds:

@@ -42,6 +42,11 @@ def spread(values: list[float]) -> dict:
     return {"mean": float(np.mean(values)), "std": float(np.std(values)), "folds": [float(v) for v in values]}
 
 
+def fold_summary(tests: list[dict]) -> dict:
+    """Mean and spread over folds of the test accuracy, UAR and macro-F1."""
+    return {key: spread([test[key] for test in tests]) for key in ("accuracy", "uar", "macro_f1")}
+
+
 @functools.cache
 def _emotion_metrics() -> type:
     """The `evaluate.Metric` class, made on first use: `import evaluate` also imports

@@ -16,6 +16,7 @@ from ..errors import SerError
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".mp3", ".opus"}
 MANIFEST_NAMES = ("manifest.csv", "manifest.jsonl")
+SYNTHETIC_MARK = "SYNTHETIC.txt"  # `ser synth` writes it in the corpus root; `ser prepare` records it
 
 # Corpus spellings (lower case, words joined by "_") -> one shared label set; others are kept, lower-cased.
 CANONICAL = {

@@ -26,10 +26,10 @@ from ..model import build_feature_extractor, takes_waveform
 from .audio import load_audio, trim_silence
 from .audit import HARMLESS, audit_records, check_bad_fraction, decode_problem, problem_summary, report_lines
 from .corpora import read_corpora
+from .corpus_files import SYNTHETIC_MARK
 from .prepared import AUDIO_FILE, DATASET_DIR, FEATURE_EXTRACTOR_DIR, open_dataset
 from .report import plot_summary, summary_lines
 from .splits import SPLITS, make_splits
-from .synth import SYNTHETIC_MARK
 
 CACHE_DIR = "cache"
 DECODED_COLUMNS = datasets.Features(

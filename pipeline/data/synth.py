@@ -19,9 +19,9 @@ from tqdm import tqdm
 
 from ..config import SynthConfig
 from .audio import save_wav
+from .corpus_files import SYNTHETIC_MARK
 
 SAMPLING_RATE = 16_000
-SYNTHETIC_MARK = "SYNTHETIC.txt"  # in the corpus root: `ser prepare` records that the data is synthetic
 
 
 @dataclass(frozen=True)

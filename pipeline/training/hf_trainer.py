@@ -7,6 +7,7 @@ scheduler and RNG states loaded back with `torch.load(weights_only=True)`.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -37,9 +38,13 @@ class _SerTrainer(Trainer):
     def get_train_dataloader(self):
         return self.accelerator.prepare(self.setup.train_loader)
 
-    def get_eval_dataloader(self, eval_dataset=None):
-        """The validation loader: the one dataset evaluated during training."""
+    @functools.cached_property
+    def _val_loader(self):
         return self.accelerator.prepare(self.setup.val_loader)
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        """The validation loader (prepared once): the one dataset evaluated during training."""
+        return self._val_loader
 
     def evaluate(self, *args, **kwargs):
         with self.stopwatch:

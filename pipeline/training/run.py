@@ -14,7 +14,7 @@ from ..config import TRAINERS, Config
 from ..data.prepared import fold_count
 from ..errors import ConfigError
 from ..files import write_file_atomic
-from ..metrics import spread
+from ..metrics import fold_summary, spread
 from .loop import OnEvaluate, train_fold
 
 
@@ -54,7 +54,7 @@ def train(cfg: Config, resume: bool = False, on_evaluate: OnEvaluate | None = No
         fit(replace(cfg, train=replace(cfg.train, output_dir=str(out / f"fold{f}"))), f, resume=resume)
         for f in folds
     ]
-    summary = {key: spread([run["test"][key] for run in runs]) for key in ("accuracy", "uar", "macro_f1")}
+    summary = fold_summary([run["test"] for run in runs])
     summary["baseline_uar"] = spread([run["baseline"]["test"]["uar"] for run in runs])
     if PartialState().is_main_process:
         write_file_atomic(out / "cv_metrics.json", json.dumps(summary, indent=2))
