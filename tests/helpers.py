@@ -28,8 +28,7 @@ def make_tiny_checkpoint(
 
     directory = Path(directory)
     torch.manual_seed(seed)
-    cfg = ModelConfig()
-    cfg.small = cfg.small | {"feat_extract_norm": norm}
+    cfg = ModelConfig(architecture="wav2vec2", small={"feat_extract_norm": norm})
     build_model(cfg, labels).save_pretrained(directory, safe_serialization=True)
     extractor = build_feature_extractor(cfg)
     extractor.return_attention_mask = norm == "layer"

@@ -50,7 +50,7 @@ def test_each_clip_draws_the_same_augmentation_in_the_same_epoch_only():
 
 
 def test_only_training_batches_are_augmented_and_only_when_asked():
-    extractor = build_feature_extractor(ModelConfig())
+    extractor = build_feature_extractor(ModelConfig(architecture="wav2vec2"))  # the waveform itself
     rows = [{"input_values": _sine(200.0, 1.0), "label": "a", "index": 0}]
     aug = Augmenter(speed=0.0, noise_snr_db=0.0, seed=0)
     plain = Collator(extractor, ["a"], 3.0, train=True)(rows)["input_values"]

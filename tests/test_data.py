@@ -84,7 +84,7 @@ def test_prepare_skips_and_reports_bad_files(tmp_path):
     (corpus / "happy" / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage")
     (corpus / "sad" / "empty.wav").write_bytes(b"")
     sf.write(corpus / "angry" / "short.wav", np.full(100, 0.1, dtype=np.float32), 16000)
-    summary = prepare([corpus], tmp_path / "out", PrepareConfig())
+    summary = prepare([corpus], tmp_path / "out", PrepareConfig(architecture="wav2vec2"))
     reasons = {item["path"].rsplit("/", 1)[-1]: item["reason"] for item in summary["skipped"]}
     assert set(reasons) == {"corrupt.wav", "empty.wav", "short.wav"}
     assert "shorter than" in reasons["short.wav"]

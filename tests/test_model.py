@@ -43,8 +43,7 @@ def test_batched_equals_single(norm, mask):
     """A clip's scores are the same alone and inside a mixed-length batch: masked padding for
     layer-norm encoders, passes of equal-length clips for group-norm ones."""
     torch.manual_seed(0)
-    cfg = ModelConfig()
-    cfg.small = cfg.small | {"feat_extract_norm": norm}
+    cfg = ModelConfig(architecture="wav2vec2", small={"feat_extract_norm": norm})
     model = build_model(cfg, LABELS)
     extractor = Wav2Vec2FeatureExtractor(return_attention_mask=mask)
     predictor = Predictor(model, extractor)
@@ -103,7 +102,8 @@ def test_the_log_mel_architecture_reads_features_and_pads_safely():
     cfg = ModelConfig(architecture="wav2vec2-bert")
     model, extractor = build_model(cfg, LABELS), build_feature_extractor(cfg)
     assert type(model).__name__ == "Wav2Vec2BertForSequenceClassification" and not takes_waveform(extractor)
-    assert takes_waveform(build_feature_extractor(ModelConfig()))
+    assert takes_waveform(build_feature_extractor(ModelConfig(architecture="wav2vec2")))
+    assert ModelConfig().architecture == "wav2vec2-bert"  # the from-scratch default
     predictor = Predictor(model, extractor)
     rng = np.random.default_rng(0)
     waves = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (4000, 16000, 9000, 16000, 4000)]

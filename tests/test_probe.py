@@ -1,4 +1,5 @@
-"""The frozen-backbone probe: cached features, a head equal to the saved model, a checkpoint `ser` accepts."""
+"""The frozen-backbone probe: cached features, a head equal to the saved model, a checkpoint `ser` accepts.
+It reads waveform models: the tests probe the small wav2vec2 (the default, log-mel, is refused)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, ser
 from safetensors.torch import load_file
 
 from pipeline.config import load_config
+from pipeline.errors import SerError
 from pipeline.data.prepared import load_prepared
 from pipeline.inference.predictor import Predictor
 from pipeline.training.probe import head_logits, train_probe
 
-PROBE = ["train.epochs=3", "train.batch_size=8"]
+PROBE = ["train.epochs=3", "train.batch_size=8", "model.architecture=wav2vec2"]
 
 
 def _config(prepared: Path, out: Path, *overrides: str):
@@ -23,6 +25,22 @@ def _config(prepared: Path, out: Path, *overrides: str):
         REPO_ROOT / "configs" / "default.yaml",
         [f"data.path={prepared}", f"train.output_dir={out}", *PROBE, *overrides],
     )
+
+
+@pytest.fixture(scope="module")
+def prepared(corpus, tmp_path_factory) -> Path:
+    """In place of the session's: its corpus prepared for the small wav2vec2."""
+    out = tmp_path_factory.mktemp("prepared-waveform")
+    ser("prepare", "--architecture", "wav2vec2", "--data-dir", str(corpus), "--out", str(out))
+    return out
+
+
+def test_a_feature_model_is_refused_in_one_line(corpus, tmp_path):
+    data = tmp_path / "log-mel"
+    ser("prepare", "--data-dir", str(corpus), "--out", str(data))
+    cfg = load_config(None, [f"data.path={data}", f"train.output_dir={tmp_path / 'run'}"])
+    with pytest.raises(SerError, match="ser probe reads models of the waveform.*SeamlessM4TFeatureExtractor"):
+        train_probe(cfg)
 
 
 @pytest.fixture(scope="module")

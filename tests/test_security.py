@@ -98,7 +98,7 @@ def test_checkpoints_asking_for_custom_code_are_refused(tmp_path):
 def _training_state(directory: Path) -> dict:
     """A real full-state checkpoint's parts, as `ser train` saves them."""
     torch.manual_seed(0)
-    model = build_model(ModelConfig(), LABELS)
+    model = build_model(ModelConfig(architecture="wav2vec2"), LABELS)
     cfg = TrainConfig()
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg, total_steps=10)

@@ -155,7 +155,7 @@ def test_sanity_report_describes_the_first_batch(prepared, tmp_path, ser_here):
         "train.epochs=1",
     )
     report = json.loads((out / "sanity.json").read_text())
-    assert report["batch"]["input_values"][0] == 8 and report["input_values"]["finite"]
+    assert report["batch"]["input_features"][0] == 8 and report["input_features"]["finite"]
     assert abs(report["initial_loss"] - report["chance_loss"]) < 0.5
     assert report["gradient_norms"]["classifier"] > 0
     assert sum(report["label_balance"]["train"].values()) == 48
