@@ -157,17 +157,21 @@ def _predict(args) -> None:
     missing = [f for f in args.files if not Path(f).is_file()]
     if missing:
         raise SerError(f"file not found: {missing[0]}")
-    from .data.audio import load_audio
+    from transformers.utils.logging import disable_progress_bar
+
+    from .data.audio import decoder_messages_silenced, load_audio
     from .inference.answers import classify_wave
     from .inference.memory import retain_freed_memory
     from .inference.predictor import Predictor
 
     options = from_flags(Options, args)
     retain_freed_memory()
+    disable_progress_bar()  # stderr has only an error, in one line ("Loading weights" drew a bar there)
     predictor = Predictor.from_pretrained(args.checkpoint, precision=args.precision)
     options.check(len(predictor.labels))
     for path in args.files:
-        wave = load_audio(path, predictor.sampling_rate)
+        with decoder_messages_silenced():  # an error is one line, without the decoder's notes
+            wave = load_audio(path, predictor.sampling_rate)
         answer = classify_wave(
             wave, predictor.sampling_rate, predictor.labels, predictor.probabilities, options
         )

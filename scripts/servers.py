@@ -94,6 +94,7 @@ def export_to_store(checkpoint: str | Path, bentoml_home: str | Path) -> str:
 class RunningService:
     url: str  # base URL
     pid: int  # `bentoml serve`: its workers (API and model services) are its descendants
+    log: Path  # its output, and its workers'
 
 
 @contextlib.contextmanager
@@ -127,7 +128,8 @@ def own_home(bentoml_home: str | Path, name: str) -> Iterator[Path]:
 def service_process(
     tag: str, bentoml_home: str | Path, env: dict[str, str] | None = None, timeout: float = 120.0
 ) -> Iterator[RunningService]:
-    """`running_service`, yielding the server's process id with its URL (to watch its resources)."""
+    """`running_service`, yielding the server's process id and log with its URL (to watch its
+    resources and what it logs)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", "127.0.0.1", "--port", str(port)]
@@ -141,4 +143,4 @@ def service_process(
         }
         log_path = Path(bentoml_home) / f"server-{port}.log"
         with background_server(command, f"{url}/readyz", log_path, server_env, timeout) as proc:
-            yield RunningService(url, proc.pid)
+            yield RunningService(url, proc.pid, log_path)

@@ -35,6 +35,13 @@ def _problem(error: dict[str, Any]) -> str:
     return f"{where}: {error.get('msg')}" if where else str(error.get("msg"))
 
 
+def problems_message(problems: list) -> str:
+    """Validation problems (pydantic's `errors()`) in one line: the first few, and how many more."""
+    shown = "; ".join(_problem(p) for p in problems[:SHOWN_PROBLEMS] if isinstance(p, dict))
+    more = len(problems) - SHOWN_PROBLEMS
+    return shown + (f" (and {more} more)" if more > 0 else "")
+
+
 def readable_error(status: int, body: bytes, content_type: str, method: str, path: str, allow: str) -> dict:
     """The JSON object to answer instead of `body` (`body` itself when it already is one)."""
     try:
@@ -58,9 +65,7 @@ def readable_error(status: int, body: bytes, content_type: str, method: str, pat
         return {"error": phrase, "detail": data}
     problems = data.get("detail")
     if VALIDATION_SUMMARY.match(data["error"]) and isinstance(problems, list) and problems:
-        shown = "; ".join(_problem(p) for p in problems[:SHOWN_PROBLEMS] if isinstance(p, dict))
-        more = len(problems) - SHOWN_PROBLEMS
-        return {**data, "error": shown + (f" (and {more} more)" if more > 0 else "")}
+        return {**data, "error": problems_message(problems)}
     return data
 
 

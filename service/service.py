@@ -7,8 +7,8 @@ concurrent requests into one call. Settings come from the environment (`service/
 
 from __future__ import annotations
 
-import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import aiohttp
 import bentoml
 import gradio as gr
 import numpy as np
+from bentoml.exceptions import ServiceUnavailable
 from fastapi import FastAPI
 
 from demo.app import build_demo, example_clips
@@ -26,6 +27,7 @@ from pipeline.inference.export import stored_model
 from service.errors import JSONErrors, status_of
 from service.inputs import AudioUpload, HopS, NoInput, Samples, SamplesInput, SamplingRate, TopK, WindowS
 from service.limits import UploadLimit
+from service.logs import LOG, log_refusal, log_refusals_as_warnings
 from service.model_service import EmotionModel
 from service.settings import SETTINGS
 from service.wav_header import check_wav
@@ -34,7 +36,6 @@ from service.wav_header import check_wav
 MODEL = stored_model(SETTINGS.model_tag)
 LABELS: list[str] = MODEL.info.metadata["labels"]
 MODEL_CALL_ATTEMPTS = 3
-LOG = logging.getLogger("bentoml.service.ser")
 
 
 def _connection_lost(err: Exception) -> bool:
@@ -43,10 +44,27 @@ def _connection_lost(err: Exception) -> bool:
     return isinstance(err, aiohttp.ClientConnectionError) or str(err) == "Connection closed."
 
 
-def _error(ctx: bentoml.Context, err: InputError, path: Path | None = None) -> dict[str, Any]:
-    """The 4xx answer; it calls an upload "upload", not by the path of the server's temporary copy."""
-    ctx.response.status_code = status_of(err)
-    return {"error": str(err).replace(str(path), "upload") if path else str(err)}
+BUSY = (
+    f"the server is busy: the clip waited more than {SETTINGS.max_latency_ms} ms for the model "
+    "(SER_MAX_LATENCY_MS); try again later"
+)
+log_refusals_as_warnings()
+
+
+def _answer(ctx: bentoml.Context, work: Callable[[], dict[str, Any]], upload: Path | None = None) -> dict:
+    """`work()`'s answer, or an error answer logged as one warning line: 4xx for a refused input
+    (an upload is called "upload", not by the path of the server's temporary copy), 503 for a clip
+    the model's batching queue dropped after waiting SER_MAX_LATENCY_MS."""
+    try:
+        return work()
+    except InputError as err:
+        status, message = status_of(err), str(err).replace(str(upload), "upload") if upload else str(err)
+    except ServiceUnavailable:
+        status, message = 503, BUSY
+        ctx.response.headers["Retry-After"] = "1"
+    ctx.response.status_code = status
+    log_refusal(ctx.request, status, message)
+    return {"error": message}
 
 
 # Mounted the way that works with BentoML 1.4 + Gradio 6 (bentoml.gradio.mount_gradio_app 500s);
@@ -122,13 +140,10 @@ class EmotionClassifier:
         """Classify an uploaded clip (WAV, FLAC, OGG or MP3, any sample rate, mono or stereo).
 
         Returns label, score, scores (probability per label), duration_s and model, plus segments
-        (start, end, label, score, scores) when window_s is given; bad input gets a 4xx answer
-        with a JSON body `{"error": "..."}`.
+        (start, end, label, score, scores) when window_s is given; bad input gets a 4xx answer, and
+        a clip the busy model could not take in time a 503, with a JSON body `{"error": "..."}`.
         """
-        try:
-            return self.classify_file(audio, Options(top_k, window_s, hop_s))
-        except InputError as err:
-            return _error(ctx, err, audio)
+        return _answer(ctx, lambda: self.classify_file(audio, Options(top_k, window_s, hop_s)), audio)
 
     @bentoml.api(route="/classify_array", input_spec=SamplesInput)
     def classify_array(
@@ -141,11 +156,12 @@ class EmotionClassifier:
         hop_s: HopS = None,
     ) -> dict[str, Any]:
         """Classify audio already in memory: the same answer as /classify for the same samples."""
-        try:
+
+        def classify() -> dict[str, Any]:
             wave = load_samples(samples, sampling_rate, max_seconds=SETTINGS.max_seconds)
             return self.classify_wave(wave, Options(top_k, window_s, hop_s))
-        except InputError as err:
-            return _error(ctx, err)
+
+        return _answer(ctx, classify)
 
     @bentoml.api(route="/info", input_spec=NoInput)
     def info(self) -> dict[str, Any]:

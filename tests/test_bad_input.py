@@ -9,6 +9,7 @@ of the message). WAV files whose headers lie are built by hand with `struct`.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import struct
 import time
@@ -301,6 +302,38 @@ def test_odd_sampling_rates_are_served_fast(server):
     assert response.status_code == 200, response.text
     assert response.json()["duration_s"] == pytest.approx(0.5, abs=0.01)
     assert time.monotonic() - started < 5
+
+
+LOG_RECORD = re.compile(r"\d{4}-\d\d-\d\dT")  # how each of BentoML's log records starts
+
+
+def test_refusals_are_logged_as_one_warning_line_each(served):
+    """BentoML logged a bad sampling_rate as an ERROR with pydantic's traceback (18 lines); now
+    each refusal is one WARNING line: method, path, status and the error answered."""
+    service, _ = served
+    start = service.log.stat().st_size
+    refusals = {
+        "POST /classify_array: 400 sampling_rate: Input should be a valid integer": array(
+            {"samples": SAMPLES, "sampling_rate": "fast"}
+        ),
+        "POST /classify: 400 upload: not a readable audio file": upload(b"meeting notes\n" * 20),
+        "POST /classify_array: 422 audio is ": array({"samples": [0.1] * 100, "sampling_rate": 16000}),
+        "POST /classify: 415 ": raw(b"\x80\x04N.", "application/vnd.bentoml+pickle"),
+    }
+    for request in refusals.values():
+        assert 400 <= send(service.url, request).status_code < 500
+    deadline = time.monotonic() + 10
+    while True:  # the server's workers write their log as they go
+        with open(service.log, "rb") as log:
+            log.seek(start)
+            logged = log.read().decode("utf-8", "replace")
+        if all(line in logged for line in refusals) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert "Traceback" not in logged and "[ERROR]" not in logged, logged
+    for line in refusals:
+        assert sum(line in record for record in logged.splitlines() if "[WARNING]" in record) == 1, logged
+    assert all(LOG_RECORD.match(record) for record in logged.splitlines()), logged
 
 
 def test_server_still_serves_after_bad_requests(server):

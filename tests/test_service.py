@@ -1,5 +1,6 @@
 """The real BentoML server on a loopback port: both endpoints' contracts, the timeline, adaptive
-batching, health and metrics (bad input: test_bad_input.py)."""
+batching and the 503 of a clip its queue drops, health and metrics (bad input: test_bad_input.py;
+damaged uploads: test_fuzz.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 import soundfile as sf
 import yaml
 from conftest import SERVICE_ENV
-from helpers import LABELS, post_array, post_audio
+from helpers import LABELS, assert_error, post_array, post_audio
 
 from pipeline.errors import SerError
 from pipeline.inference.export import export_checkpoint
@@ -141,21 +142,65 @@ def test_concurrent_requests_are_batched_without_changing_answers(server):
         assert b == pytest.approx(a, abs=1e-4)
 
 
-def test_a_second_server_on_the_same_store_leaves_the_first_ones_metrics_counting(server, store):
-    """Regression: `bentoml serve` empties its home's Prometheus directory as it starts, so a second
-    server on the same home froze the first one's /metrics (each server now gets a home of its own)."""
+IMPATIENT_MS = 10
+
+
+@pytest.fixture(scope="module")
+def second(store) -> str:
+    """A second server on the session's model store, whose batching queue drops a clip that waits
+    more than IMPATIENT_MS (a lone clip is never held: sequential requests all pass)."""
     from servers import running_service
 
-    wave = (0.1 * np.random.default_rng(5).standard_normal(16000)).tolist()
     home, tag = store
-    with running_service(tag, home, env=SERVICE_ENV) as second:
-        calls_before, _ = _batch_histogram(server)
-        assert post_array(server, wave).status_code == 200
-        assert _batch_histogram(server)[0] == calls_before + 1
-        assert _batch_histogram(second)[0] == 1  # its readiness check's call only
-        assert post_array(second, wave).status_code == 200
-        assert _batch_histogram(second)[0] == 2
-        assert _batch_histogram(server)[0] == calls_before + 1
+    with running_service(tag, home, env={**SERVICE_ENV, "SER_MAX_LATENCY_MS": str(IMPATIENT_MS)}) as url:
+        yield url
+
+
+def test_a_second_server_on_the_same_store_leaves_the_first_ones_metrics_counting(server, second):
+    """Regression: `bentoml serve` empties its home's Prometheus directory as it starts, so a second
+    server on the same home froze the first one's /metrics (each server now gets a home of its own)."""
+    wave = (0.1 * np.random.default_rng(5).standard_normal(16000)).tolist()
+    calls_before, _ = _batch_histogram(server)
+    assert post_array(server, wave).status_code == 200
+    assert _batch_histogram(server)[0] == calls_before + 1
+    assert _batch_histogram(second)[0] == 1  # its readiness check's call only
+    assert post_array(second, wave).status_code == 200
+    assert _batch_histogram(second)[0] == 2
+    assert _batch_histogram(server)[0] == calls_before + 1
+
+
+def test_a_clip_dropped_by_the_batching_queue_gets_a_json_503(second):
+    """Bursts of 32 concurrent clips to the second server: the clips its queue drops (they waited
+    longer than SER_MAX_LATENCY_MS) get 503 with a JSON error that says so, the others their answer;
+    afterwards a lone clip is answered. Until this test, such a drop answered 503 "An unexpected
+    error has occurred, please check the server log." (and logged an ERROR with a traceback)."""
+    rng = np.random.default_rng(11)
+    waves = [(0.1 * rng.standard_normal(32000)).tolist() for _ in range(32)]
+    statuses: list[int] = []
+    with ThreadPoolExecutor(32) as pool:
+        for _ in range(5):  # a burst on a fast machine might not make a clip wait 10 ms
+            responses = list(pool.map(lambda w: post_array(second, w), waves))
+            statuses += [r.status_code for r in responses]
+            for response in responses:
+                if response.status_code == 503:
+                    message = assert_error(response, 503)
+                    assert message == (
+                        f"the server is busy: the clip waited more than {IMPATIENT_MS} ms for the model "
+                        "(SER_MAX_LATENCY_MS); try again later"
+                    )
+                    assert response.headers["retry-after"] == "1"
+                else:
+                    assert response.status_code == 200, response.text
+                    assert_contract(response.json())
+            if 503 in statuses:
+                break
+    assert 503 in statuses and 200 in statuses, statuses
+    for _ in range(3):  # a lone clip waits past the bound only if this machine stalls: retry, as asked
+        answer = post_array(second, waves[0])
+        if answer.status_code != 503:
+            break
+        time.sleep(float(answer.headers["retry-after"]))
+    assert answer.status_code == 200, answer.text
 
 
 def test_bursts_after_idle_pauses_all_succeed(server):

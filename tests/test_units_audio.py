@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import re
 import struct
 
@@ -24,6 +25,7 @@ from helpers import LABELS, tone, wav_bytes, write_tone
 from pipeline.data.audio import (
     MAX_RESAMPLING_KERNEL,
     check_format,
+    decoder_messages_silenced,
     load_audio,
     load_samples,
     resample,
@@ -499,6 +501,62 @@ def test_the_duration_limit(tmp_path, seconds, sr, max_seconds, message):
     with pytest.raises(InputError) as err:
         load_audio(path, max_seconds=max_seconds)
     assert_audio_error(err, str(path), 422, (message,))
+
+
+def mp3_announcing(frames_field: int) -> bytes:
+    """Half a second of MP3 whose Xing header announces `frames_field` MPEG frames."""
+    buffer = io.BytesIO()
+    sf.write(buffer, tone(0.5), SR, format="MP3")
+    data = buffer.getvalue()
+    at = data.index(b"Xing") + 8  # after the tag and its flags
+    return data[:at] + struct.pack(">I", frames_field) + data[at + 4 :]
+
+
+def test_a_header_announcing_trillions_of_frames_decodes_the_frames_there():
+    """Found by the fuzz test: `ser predict` (no duration limit) read such a file in one piece and
+    failed to allocate 9 TB (MemoryError, with a traceback). The service refuses it from the header."""
+    lying = mp3_announcing(0xFFFFFFFF)
+    assert sf.info(io.BytesIO(lying)).frames > 10**12
+    assert len(load_audio(lying)) == pytest.approx(0.5 * SR, abs=0.05 * SR)
+    with pytest.raises(InputError) as err:
+        load_audio(lying, max_seconds=20)
+    assert_audio_error(err, "upload", 422, ("the limit is 20 s",))
+
+
+def scaled_tone(peak: float) -> np.ndarray:
+    return tone(0.5) / np.abs(tone(0.5)).max() * np.float32(peak)
+
+
+def float_wav(wave: np.ndarray) -> bytes:
+    return riff(fmt(tag=3, bits=32), chunk(b"data", wave.astype("<f4").tobytes()))
+
+
+@pytest.mark.parametrize("peak", [1.0, 32767.0, 2.0**31])
+def test_samples_up_to_32_bit_full_scale_are_accepted(peak):
+    assert np.isfinite(load_audio(float_wav(scaled_tone(peak)))).all()
+    assert np.isfinite(load_samples(scaled_tone(peak), SR)).all()
+
+
+@pytest.mark.parametrize("peak", [1e10, 3e38])
+def test_samples_beyond_32_bit_full_scale_are_refused(peak):
+    """A float WAV with a sample of 3e38 was answered 200 with null scores: the model's input
+    normalisation overflowed float32 (past about 1e18 the answer already drifted)."""
+    for decode in (
+        lambda: load_audio(float_wav(scaled_tone(peak))),
+        lambda: load_samples(scaled_tone(peak), SR),
+    ):
+        with pytest.raises(InputError) as err:
+            decode()
+        assert status_of(err.value) == 422 and "the limit is 2147483648" in str(err.value)
+
+
+def test_decoder_messages_are_silenced_for_the_block_only(capfd):
+    """libmpg123 writes to file descriptor 2 itself; `ser predict` silences it while decoding."""
+    os.write(2, b"before\n")
+    with decoder_messages_silenced():
+        os.write(2, b"libmpg123 note\n")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "before\nafter\n"
 
 
 FRAMES = np.stack([np.full(1600, 0.2), np.full(1600, -0.4)], axis=1)

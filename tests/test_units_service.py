@@ -5,18 +5,22 @@ The ASGI middlewares (`service/limits.py`, `service/errors.py`) are driven with 
 that answers a pydantic ValidationError the way BentoML 1.4 does (400, `{"error": "N validation
 error for X", "detail": [...]}`), wrapped in both middlewares in the order `service/service.py` adds
 them. Also: the settings read from the environment, the run configuration's YAML and overrides
-(beyond tests/test_config.py) and `pipeline.errors` (the WAV header check: tests/test_units_audio.py).
+(beyond tests/test_config.py), `pipeline.errors` (the WAV header check: tests/test_units_audio.py)
+and the log lines of refused requests (`service/logs.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import logging
 import re
 from http import HTTPStatus
 from pathlib import Path
 
 import pytest
+from bentoml.exceptions import BentoMLException, ServiceUnavailable
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -38,6 +42,7 @@ from service import settings as settings_module
 from service.errors import SHOWN_PROBLEMS, JSONErrors, readable_error, status_of
 from service.inputs import CUT_OFF, AudioUpload, NoInput, SamplesInput, _upload_name, refusal
 from service.limits import UploadLimit
+from service.logs import BENTOML_ERRORS, RefusalsAsWarnings, log_refusals_as_warnings
 from service.settings import Settings
 
 pytestmark = pytest.mark.fast
@@ -1207,6 +1212,72 @@ def test_an_override_with_malformed_yaml_is_a_config_error(override):
 )
 def test_first_line(err, line):
     assert first_line(err) == line
+
+
+# --- service/logs.py: what BentoML logs as "Exception on <path> [<method>]" --------------------------
+
+
+def logged_by_bentoml(exc: Exception, path: str = "/classify_array") -> str:
+    """What BentoML's `log_exception` writes for `exc` through a logger with the filter."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter("[%(levelname)s] %(message)s"))
+    logger = logging.Logger(BENTOML_ERRORS)
+    logger.addFilter(RefusalsAsWarnings())
+    logger.addHandler(handler)
+    try:
+        raise exc
+    except Exception:
+        logger.error("Exception on %s [%s]", path, "POST", exc_info=True)
+    return out.getvalue()
+
+
+def pydantic_refusal() -> ValidationError:
+    try:
+        SamplesInput.model_validate_json('{"samples": [0.1], "sampling_rate": "fast"}')
+    except ValidationError as err:
+        return err
+    raise AssertionError("validated")
+
+
+@pytest.mark.parametrize(
+    "exc, line",
+    [
+        (
+            pydantic_refusal(),
+            "POST /classify_array: 400 sampling_rate: Input should be a valid integer, "
+            "unable to parse string as an integer",
+        ),
+        (
+            refusal("NoInput", "unknown field(s) x: it takes no fields"),
+            "POST /classify_array: 400 unknown field(s) x",
+        ),
+        (
+            BentoMLException("pickle is not allowed", error_code=HTTPStatus.UNSUPPORTED_MEDIA_TYPE),
+            "POST /classify_array: 415 pickle is not allowed",
+        ),
+        (ServiceUnavailable("process is overloaded"), "POST /classify_array: 503 process is overloaded"),
+    ],
+)
+def test_a_refusal_is_logged_as_one_warning_line(exc, line):
+    """BentoML logged a bad sampling_rate as an ERROR with pydantic's traceback (18 lines)."""
+    logged = logged_by_bentoml(exc)
+    assert logged.startswith(f"[WARNING] {line}") and logged.count("\n") == 1, logged
+
+
+@pytest.mark.parametrize(
+    "exc", [RuntimeError("a bug"), BentoMLException("model failed"), ZeroDivisionError("division by zero")]
+)
+def test_a_server_error_keeps_its_error_and_traceback(exc):
+    logged = logged_by_bentoml(exc)
+    assert logged.startswith("[ERROR] Exception on /classify_array [POST]\nTraceback"), logged
+
+
+def test_the_filter_is_installed_once():
+    logger = logging.getLogger(BENTOML_ERRORS)
+    log_refusals_as_warnings()
+    log_refusals_as_warnings()
+    assert sum(isinstance(f, RefusalsAsWarnings) for f in logger.filters) == 1
 
 
 def test_the_error_classes():

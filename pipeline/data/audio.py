@@ -6,8 +6,12 @@ package; torchaudio resamples.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
+import os
+import sys
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -102,10 +106,51 @@ def _duration_check(name: str, frames: int, sr: int, max_seconds: float | None) 
         )
 
 
+MAX_AMPLITUDE = 2**31  # 32-bit integer PCM's full scale; float audio lies within ±1
+
+
 def _to_model_input(name: str, data: np.ndarray, sr: int, target_sr: int) -> np.ndarray:
-    if not np.isfinite(data).all():
+    """Mono at `target_sr`. Refused: non-finite samples, and samples beyond MAX_AMPLITUDE (a sample
+    of 3e38 overflowed the feature extractors' float32 into NaN scores; the wav2vec2 normalisation
+    already drifted past 1e18)."""
+    peak = float(np.max(np.abs(data)))  # NaN when any sample is NaN
+    if not math.isfinite(peak):
         raise AudioError(f"{name}: audio contains NaN or infinite samples")
+    if peak > MAX_AMPLITUDE:
+        raise LimitError(
+            f"{name}: a sample of magnitude {peak:.3g}, the limit is {MAX_AMPLITUDE} "
+            "(32-bit integer full scale; float audio lies within ±1)"
+        )
     return resample(to_mono(data), sr, target_sr)
+
+
+BLOCK_FRAMES = 2**18
+
+
+def _read_frames(f: sf.SoundFile) -> np.ndarray:
+    """Every frame, block by block: memory follows the frames really there, not the count the
+    header announces (a damaged MP3 header announced 1.6e12 frames, which one read tried to allocate)."""
+    blocks = []
+    while len(block := f.read(BLOCK_FRAMES, dtype="float32", always_2d=True)):
+        blocks.append(block)
+    return np.concatenate(blocks) if blocks else np.empty((0, f.channels), np.float32)
+
+
+@contextlib.contextmanager
+def decoder_messages_silenced() -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null for the block: libmpg123, inside libsndfile, prints notes
+    on a damaged MP3 straight there. For the CLI only: in a server, other threads' log lines would
+    be lost with them."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def load_audio(
@@ -117,7 +162,7 @@ def load_audio(
 
     Raises AudioError for undecodable, empty or non-finite input, LimitError for a clip over
     `max_seconds`, a sampling rate outside 1 kHz-384 kHz or more than 64 channels (checked from the
-    header, before decoding).
+    header, before decoding), or a sample beyond MAX_AMPLITUDE.
     """
     if isinstance(source, (bytes, bytearray)):
         if not source:
@@ -134,7 +179,7 @@ def load_audio(
             sr = f.samplerate
             check_format(name, sr, f.channels)
             _duration_check(name, f.frames, sr, max_seconds)
-            data = f.read(dtype="float32", always_2d=True)
+            data = _read_frames(f)
     except AudioError:
         raise
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as err:
