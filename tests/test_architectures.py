@@ -26,7 +26,9 @@ def test_the_waveform_model_is_one_setting_away(tmp_path):
     assert abs(wave.std() - 1) < 1e-2  # wav2vec2's extractor normalised it; log-mel data keeps it as decoded
 
     overrides = [f"data.path={data}", f"train.output_dir={tmp_path / 'run'}", "train.epochs=1"]
-    with pytest.raises(ConfigError, match="prepared for another feature extractor.*--architecture wav2vec2-bert`"):
+    with pytest.raises(
+        ConfigError, match="prepared for another feature extractor.*--architecture wav2vec2-bert`"
+    ):
         train(load_config(None, overrides))  # the default log-mel model on waveform data: refused
     results = train(load_config(None, [*overrides, "model.architecture=wav2vec2", "train.report_to=[]"]))
     assert results["parameters"] > 100_000 and "baseline" in results

@@ -12,8 +12,8 @@ from conftest import REPO_ROOT, ser
 from safetensors.torch import load_file
 
 from pipeline.config import load_config
-from pipeline.errors import SerError
 from pipeline.data.prepared import load_prepared
+from pipeline.errors import SerError
 from pipeline.inference.predictor import Predictor
 from pipeline.training.probe import head_logits, train_probe
 
