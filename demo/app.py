@@ -38,6 +38,17 @@ def timeline_frame(answer: dict[str, Any]) -> pd.DataFrame:
     )
 
 
+def answer_note(answer: dict[str, Any]) -> str:
+    """What the top answer is: the whole clip's, or the mean over the timeline's windows (then it
+    is the REST API's answer with the same `window_s` and `hop_s`)."""
+    if "segments" not in answer:
+        return "Top answer: the whole clip."
+    return (
+        f"Top answer: the mean over the {len(answer['segments'])} windows of the timeline below "
+        f"(`window_s={TIMELINE.window_s:g}`, `hop_s={TIMELINE.hop_s:g}` in the REST API)."
+    )
+
+
 def build_demo(classify: Classify, labels: list[str], model_name: str, examples: list[str] = ()) -> gr.Blocks:
     """A Blocks app around `classify(path, options)`, which returns the REST API's answer (the
     service's own method when mounted at /ui, an HTTP call with `python -m demo --api URL`).
@@ -46,15 +57,16 @@ def build_demo(classify: Classify, labels: list[str], model_name: str, examples:
     app is mounted or launched.
     """
 
-    def run(path: str | None) -> tuple[dict[str, float], Any]:
+    def run(path: str | None) -> tuple[dict[str, float], str, gr.LinePlot]:
         if not path:
             raise gr.Error("Record or upload a clip first.")
         try:
             answer = classify(path, Options())
             if answer["duration_s"] < TIMELINE_MIN_S:
-                return answer["scores"], gr.LinePlot(visible=False)
-            frame = timeline_frame(classify(path, TIMELINE))
-            return answer["scores"], gr.LinePlot(value=frame, visible=True)
+                return answer["scores"], answer_note(answer), gr.LinePlot(visible=False)
+            answer = classify(path, TIMELINE)  # its top answer is the mean over the windows
+            plot = gr.LinePlot(value=timeline_frame(answer), visible=True)
+            return answer["scores"], answer_note(answer), plot
         except InputError as err:  # name the file, not Gradio's temporary path
             raise gr.Error(str(err).replace(path, Path(path).name)) from err
 
@@ -63,13 +75,16 @@ def build_demo(classify: Classify, labels: list[str], model_name: str, examples:
             f"# Speech emotion recognition\nModel **{model_name}** · classes: {', '.join(labels)}\n\n"
             "Upload a clip (WAV, FLAC, OGG, MP3; any sample rate) or record one with the microphone. "
             f"Clips of {TIMELINE_MIN_S:g} s or more also get the emotion over time "
-            f"({TIMELINE.window_s:g} s windows every {TIMELINE.hop_s:g} s)."
+            f"({TIMELINE.window_s:g} s windows every {TIMELINE.hop_s:g} s), and their top answer is the "
+            "mean over those windows, as the REST API answers with the same `window_s` and `hop_s`."
         )
         with gr.Row():
             with gr.Column():
                 audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech")
                 button = gr.Button("Classify", variant="primary")
-            scores = gr.Label(num_top_classes=len(labels), label="Emotion")
+            with gr.Column():
+                scores = gr.Label(num_top_classes=len(labels), label="Emotion")
+                note = gr.Markdown()
         plot = gr.LinePlot(
             x="time (s)",
             y="probability",
@@ -82,5 +97,5 @@ def build_demo(classify: Classify, labels: list[str], model_name: str, examples:
             gr.Examples(
                 examples=[[e] for e in examples], inputs=audio, label="Example clips (synthetic speech)"
             )
-        button.click(run, inputs=audio, outputs=[scores, plot], api_name="classify")
+        button.click(run, inputs=audio, outputs=[scores, note, plot], api_name="classify")
     return demo

@@ -28,10 +28,16 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def rest_label(url: str, clip: Path) -> str:
-    response = httpx.post(f"{url}/classify", files={"audio": (clip.name, clip.read_bytes())}, timeout=60)
+def rest_answer(url: str, clip: Path, **form) -> dict:
+    """POST /classify's answer for `clip`, with `form` as its text fields."""
+    response = httpx.post(
+        f"{url}/classify",
+        files={"audio": (clip.name, clip.read_bytes())},
+        data={k: str(v) for k, v in form.items()},
+        timeout=60,
+    )
     assert response.status_code == 200, response.text
-    return response.json()["label"]
+    return response.json()
 
 
 def test_demo_page_is_served(server):
@@ -45,20 +51,27 @@ def test_demo_classifies_through_gradio(server, clips, tmp_path):
     from gradio_client import Client, handle_file
 
     client = Client(f"{server}/ui/", verbose=False, download_files=str(tmp_path))
-    label, plot = client.predict(handle_file(str(clips["ogg"])), api_name="/classify")
-    assert label["label"] == rest_label(server, clips["ogg"])
+    label, note, plot = client.predict(handle_file(str(clips["ogg"])), api_name="/classify")
+    assert label["label"] == rest_answer(server, clips["ogg"])["label"]
     assert {c["label"] for c in label["confidences"]} == set(LABELS)
-    label, plot = client.predict(handle_file(str(clips["story"])), api_name="/classify")
+    assert note == "Top answer: the whole clip."
+    label, note, plot = client.predict(handle_file(str(clips["story"])), api_name="/classify")
     rows = plot["value"]["data"]
     assert len(rows) == len(LABELS) * 16  # 2 s windows every 0.5 s over 9.3 s, each with every label
     with pytest.raises(Exception, match="limit is"):
         client.predict(handle_file(str(clips["long"])), api_name="/classify")
 
 
-def test_browser_uploads_a_clip_and_sees_the_prediction(server, clips):
-    """Headless Chromium on /ui: upload, classify, see the label, the probabilities and the plot."""
+def test_browser_uploads_a_clip_and_sees_the_prediction(server):
+    """Headless Chromium on /ui: upload the example clip whose emotion changes, classify, see the
+    plot and, above it, REST's answer for the same windows (their mean), said to be that mean."""
     from playwright.sync_api import expect, sync_playwright
 
+    from demo.app import TIMELINE, example_clips
+
+    story = Path(example_clips()[-1])
+    whole = rest_answer(server, story)
+    windowed = rest_answer(server, story, window_s=TIMELINE.window_s, hop_s=TIMELINE.hop_s)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
@@ -66,12 +79,19 @@ def test_browser_uploads_a_clip_and_sees_the_prediction(server, clips):
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.goto(f"{server}/ui/")
             expect(page.get_by_text("Speech emotion recognition").first).to_be_visible(timeout=30_000)
-            page.locator("input[type=file]").first.set_input_files(str(clips["story"]))
+            page.locator("input[type=file]").first.set_input_files(str(story))
             page.get_by_role("button", name="Classify").click()
             label = page.locator("[data-testid=label-output-value]")
-            expect(label).to_have_text(rest_label(server, clips["story"]), timeout=60_000)
-            for name in LABELS:  # one probability row per class
-                expect(page.get_by_test_id(f"{name}-confidence-set")).to_be_visible()
+            expect(label).to_have_text(windowed["label"], timeout=60_000)
+            n = len(windowed["segments"])
+            expect(page.get_by_text(f"Top answer: the mean over the {n} windows")).to_be_visible()
+            shown = {}  # one probability row per class; its meter holds the unrounded probability
+            for name in LABELS:
+                row = page.get_by_test_id(f"{name}-confidence-set")
+                expect(row).to_be_visible()
+                shown[name] = row.locator("meter").evaluate("meter => meter.value")
+            assert shown == pytest.approx(windowed["scores"], abs=1e-6)
+            assert shown != pytest.approx(whole["scores"], abs=1e-6)  # the clip tells the two apart
             expect(page.get_by_text("Emotion over time", exact=True)).to_be_visible()
             expect(page.locator(".vega-embed").first).to_be_visible()  # the drawn plot
             page.screenshot(path=str(ARTIFACTS / "demo.png"), full_page=True)
@@ -94,8 +114,8 @@ def test_standalone_demo_against_the_rest_api(server, clips, tmp_path):
 
     with standalone_demo(server) as url:
         client = Client(url, verbose=False, download_files=str(tmp_path))
-        label, _ = client.predict(handle_file(str(clips["mp3"])), api_name="/classify")
-        assert label["label"] == rest_label(server, clips["mp3"])
+        label, _, _ = client.predict(handle_file(str(clips["mp3"])), api_name="/classify")
+        assert label["label"] == rest_answer(server, clips["mp3"])["label"]
         with pytest.raises(Exception, match="limit is"):  # the API's error, shown by the demo
             client.predict(handle_file(str(clips["long"])), api_name="/classify")
 

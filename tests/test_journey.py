@@ -84,7 +84,7 @@ def test_pipeline_predict_rest_and_demo_agree(trained, corpus, tmp_path):
             assert body["label"] == line["label"]
             assert body["scores"] == pytest.approx(line["scores"], abs=0.02)
             assert abs(body["duration_s"] - len(wave) / sr) < 1e-3
-            shown, _ = demo.predict(handle_file(str(clip)), api_name="/classify")
+            shown = demo.predict(handle_file(str(clip)), api_name="/classify")[0]
             assert shown["label"] == line["label"]
         bad = httpx.post(f"{url}/classify", files={"audio": ("x.wav", b"not audio", "audio/wav")}, timeout=60)
         assert 400 <= bad.status_code < 500 and "error" in bad.json()
