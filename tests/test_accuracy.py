@@ -1,6 +1,6 @@
 """The default recipe learns the demo corpus: above 0.90 test accuracy on held-out speakers.
 
-The longest job of the suite is the full default training (synthesize, prepare, train: about 15
+The longest job of the suite is the full default training (synthesize, prepare, train: about 5
 minutes on one core). It starts with the run, on one thread, beside the other tests
 (`default_training` in conftest.py), and this test, collected last, waits for it. One thread also
 makes its trajectory independent of the machine's load: with two threads MKL's dynamic threading
