@@ -9,6 +9,7 @@ from typing import Any
 
 import gradio as gr
 import pandas as pd
+import soundfile as sf
 
 from pipeline.errors import InputError
 from pipeline.inference.answers import Options
@@ -38,6 +39,14 @@ def timeline_frame(answer: dict[str, Any]) -> pd.DataFrame:
     )
 
 
+def header_seconds(path: str) -> float:
+    """The clip's duration as its header states it; 0 when unreadable (classifying it says why)."""
+    try:
+        return sf.info(path).duration
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError):
+        return 0.0
+
+
 def answer_note(answer: dict[str, Any]) -> str:
     """What the top answer is: the whole clip's, or the mean over the timeline's windows (then it
     is the REST API's answer with the same `window_s` and `hop_s`)."""
@@ -60,15 +69,13 @@ def build_demo(classify: Classify, labels: list[str], model_name: str, examples:
     def run(path: str | None) -> tuple[dict[str, float], str, gr.LinePlot]:
         if not path:
             raise gr.Error("Record or upload a clip first.")
-        try:
-            answer = classify(path, Options())
-            if answer["duration_s"] < TIMELINE_MIN_S:
-                return answer["scores"], answer_note(answer), gr.LinePlot(visible=False)
-            answer = classify(path, TIMELINE)  # its top answer is the mean over the windows
-            plot = gr.LinePlot(value=timeline_frame(answer), visible=True)
-            return answer["scores"], answer_note(answer), plot
+        try:  # one model call: a long clip's top answer is the mean over the timeline's windows
+            answer = classify(path, TIMELINE if header_seconds(path) >= TIMELINE_MIN_S else Options())
         except InputError as err:  # name the file, not Gradio's temporary path
             raise gr.Error(str(err).replace(path, Path(path).name)) from err
+        windows = "segments" in answer
+        plot = gr.LinePlot(value=timeline_frame(answer) if windows else None, visible=windows)
+        return answer["scores"], answer_note(answer), plot
 
     with gr.Blocks(title="Speech emotion recognition") as demo:
         gr.Markdown(

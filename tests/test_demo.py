@@ -146,3 +146,40 @@ def test_the_shipped_example_clips_are_what_the_synthesizer_writes(tmp_path):
     assert [p.name for p in fresh] == [p.name for p in shipped]
     for new, old in zip(fresh, shipped):
         assert np.array_equal(sf.read(new)[0], sf.read(old)[0]), old.name
+
+
+@pytest.mark.fast
+def test_each_clip_takes_one_model_call_and_long_ones_get_the_windows_mean(tmp_path):
+    """The clip's header decides: under TIMELINE_MIN_S the whole clip, from it the timeline's windows
+    (whose mean is the top answer shown); an unreadable file goes to the model call, which says why."""
+    import numpy as np
+    import soundfile as sf
+
+    from demo.app import TIMELINE, TIMELINE_MIN_S, build_demo
+    from pipeline.errors import AudioError
+    from pipeline.inference.answers import Options
+
+    calls = []
+
+    def classify(path: str, options: Options) -> dict:
+        calls.append(options)
+        if Path(path).suffix == ".bad":
+            raise AudioError(f"{path}: not audio")
+        scores = dict.fromkeys(LABELS, 1 / len(LABELS))
+        segments = [{"start": 0.0, "end": 2.0, "scores": scores}] if options.window_s else None
+        return {"scores": scores, **({"segments": segments} if segments else {})}
+
+    run = build_demo(classify, LABELS, "m").fns[0].fn
+    short, long = tmp_path / "short.wav", tmp_path / "long.wav"
+    sf.write(short, np.zeros(int(16000 * (TIMELINE_MIN_S - 0.5)), np.float32), 16000)
+    sf.write(long, np.zeros(int(16000 * (TIMELINE_MIN_S + 0.5)), np.float32), 16000)
+    _, note, plot = run(str(short))
+    assert calls == [Options()] and note == "Top answer: the whole clip." and not plot.visible
+    _, note, plot = run(str(long))
+    assert calls[1:] == [TIMELINE] and note.startswith("Top answer: the mean over the 1 windows")
+    assert plot.visible
+    bad = tmp_path / "clip.bad"
+    bad.write_bytes(b"not audio")
+    with pytest.raises(Exception, match="clip.bad: not audio"):
+        run(str(bad))
+    assert len(calls) == 3
