@@ -8,11 +8,12 @@ straightforward alternative, in one run, on loopback, with the same model and cl
 - alternative: `transformers.pipeline("audio-classification")` called per request behind a minimal
   FastAPI app (`scripts/baseline_server.py`, uvicorn, FastAPI's thread pool).
 
-Models: `small` (the default small wav2vec2 of `ModelConfig`) and `base` (wav2vec2-base sized: the
-`Wav2Vec2Config()` defaults, 95 M parameters, group-norm encoder without attention mask, as
-facebook/wav2vec2-base), random weights (speed does not depend on them). Clips: 3-second synthetic
-speech, 16 kHz mono WAV. For each concurrency level, a bounded load generator sends a fixed number of
-requests, at most `concurrency` in flight, after two warm-up requests; only one server runs at a time.
+Models: `small` (the default small model of `ModelConfig`, a Wav2Vec2-BERT on log-mel filter banks)
+and `base` (wav2vec2-base sized: the `Wav2Vec2Config()` defaults, 95 M parameters, group-norm encoder
+without attention mask, as facebook/wav2vec2-base), random weights (speed does not depend on them).
+Clips: 3-second synthetic speech, 16 kHz mono WAV. For each concurrency level, a bounded load
+generator sends a fixed number of requests, at most `concurrency` in flight, after two warm-up
+requests; only one server runs at a time.
 
 Serving overhead: our median single-request latency (concurrency 1) against the median raw model
 forward (feature extractor + `model(**inputs)`, at the same precision, with the model service's

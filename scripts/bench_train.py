@@ -10,7 +10,7 @@ Also `ours-grouped` / `ours-random`: our loop with `train.group_by_length` true 
 one that differs from the configuration runs too, which separates the padding lever.
 
 All see the same split (train and validation of fold 0 of our prepared data), the same model (the small
-wav2vec2 of `Config()`, seeded alike), the same feature extractor and OUR hyperparameters: epochs, batch
+model of `Config()`, seeded alike), the same feature extractor and OUR hyperparameters: epochs, batch
 size (training and evaluation), learning rate, weight decay, warm-up ratio, linear schedule, max grad
 norm, seed, dataloader workers, crop length (`data.max_train_seconds`) and a trainable feature encoder.
 The example's own defaults (frozen feature encoder, 20 s crops, learning rate 3e-5, ...) are replaced so

@@ -120,7 +120,9 @@ def write_model_card(best: Path, cfg: Config, results: dict, trainer: str) -> No
         name=best.parent.name,
         architecture=config["architectures"][0],
         params=f"{results['parameters']:,}",
-        backbone=f"`{cfg.model.backbone}`" if cfg.model.backbone else "a randomly initialised small wav2vec2",
+        backbone=f"`{cfg.model.backbone}`"
+        if cfg.model.backbone
+        else f"a randomly initialised small {cfg.model.architecture}",
         labels=", ".join(test["labels"]),
         data=data,
         test_samples=test["samples"],
