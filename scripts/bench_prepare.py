@@ -56,10 +56,12 @@ def baseline(files: list[Path]) -> float:
     ds = datasets.Dataset.from_dict({"audio": [str(f) for f in files]})
     ds = ds.cast_column("audio", datasets.Audio(sampling_rate=extractor.sampling_rate))
 
+    name = extractor.model_input_names[0]  # input_values (waveform) or input_features (log-mel)
+
     def features(example):
         samples = example["audio"].get_all_samples()
         wave = samples.data.mean(dim=0).numpy()
-        return {"input_values": extractor(wave, sampling_rate=samples.sample_rate).input_values[0]}
+        return {name: extractor(wave, sampling_rate=samples.sample_rate)[name][0]}
 
     ds.map(features, remove_columns=["audio"], desc="baseline")
     return time.perf_counter() - start
