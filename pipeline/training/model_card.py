@@ -114,15 +114,15 @@ def write_model_card(best: Path, cfg: Config, results: dict, trainer: str) -> No
         f"| {label} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} | {s['support']} |"
         for label, s in test["per_class"].items()
     )
+    small = f"a randomly initialised small {cfg.model.architecture}"
+    backbone = f"`{cfg.model.backbone}`" if cfg.model.backbone else small
     card = ModelCard.from_template(
         card_data,
         template_str=_TEMPLATE,
         name=best.parent.name,
         architecture=config["architectures"][0],
         params=f"{results['parameters']:,}",
-        backbone=f"`{cfg.model.backbone}`"
-        if cfg.model.backbone
-        else f"a randomly initialised small {cfg.model.architecture}",
+        backbone=backbone,
         labels=", ".join(test["labels"]),
         data=data,
         test_samples=test["samples"],
