@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from .arguments import add_flags, from_flags, given_flags
-from .config import PRECISIONS, Config, PrepareConfig, SynthConfig, load_config
+from .config import BACKENDS, PRECISIONS, Config, PrepareConfig, SynthConfig, load_config
 from .errors import SerError
 from .inference.answers import Options
 
@@ -143,13 +143,15 @@ def _evaluate(args) -> None:
         fold=args.fold,
         batch_size=args.batch_size,
         precision=args.precision,
+        backend=args.backend,
     )
     if args.json:
         print(json.dumps(metrics))
     else:
         print(
             f"{args.split}: accuracy {metrics['accuracy']:.3f} · UAR {metrics['uar']:.3f} "
-            f"· macro-F1 {metrics['macro_f1']:.3f} ({metrics['samples']} clips, {metrics['precision']})"
+            f"· macro-F1 {metrics['macro_f1']:.3f} "
+            f"({metrics['samples']} clips, {metrics['backend']} {metrics['precision']})"
         )
 
 
@@ -167,7 +169,7 @@ def _predict(args) -> None:
     options = from_flags(Options, args)
     retain_freed_memory()
     disable_progress_bar()  # stderr has only an error, in one line ("Loading weights" drew a bar there)
-    predictor = Predictor.from_pretrained(args.checkpoint, precision=args.precision)
+    predictor = Predictor.from_pretrained(args.checkpoint, precision=args.precision, backend=args.backend)
     options.check(len(predictor.labels))
     for path in args.files:
         with decoder_messages_silenced():  # an error is one line, without the decoder's notes
@@ -195,6 +197,7 @@ LR_FIND_HELP = "learning-rate range test: loss-vs-LR plot and a suggested learni
 PRECISION_HELP = (
     "auto: bf16 where the hardware runs it natively, else fp32; int8: dynamic int8 linear layers (CPU)"
 )
+BACKEND_HELP = "torch (default) or onnx: ONNX Runtime on the CPU, fp32 or int8 (written by `ser export`)"
 
 
 def _run_parser(sub, name: str, help_text: str, func, results: str = "") -> argparse.ArgumentParser:
@@ -253,16 +256,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--precision", choices=PRECISIONS, default="fp32", help=f"default fp32, as training; {PRECISION_HELP}"
     )
+    p.add_argument("--backend", choices=BACKENDS, default="torch", help=BACKEND_HELP)
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("predict", help="classify audio files (one JSON line each, as the REST API answers)")
     p.add_argument("--checkpoint", required=True)
     add_flags(p, Options)
     p.add_argument("--precision", choices=PRECISIONS, default="auto", help=f"default auto; {PRECISION_HELP}")
+    p.add_argument("--backend", choices=BACKENDS, default="torch", help=BACKEND_HELP)
     p.add_argument("files", nargs="+")
     p.set_defaults(func=_predict)
 
-    p = sub.add_parser("export", help="import a checkpoint into the BentoML model store")
+    p = sub.add_parser(
+        "export", help="import a checkpoint into the BentoML model store, with its ONNX models (fp32, int8)"
+    )
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--name", default="ser-emotion")
     p.set_defaults(func=_export)

@@ -17,10 +17,10 @@ from .data.corpora import READERS
 from .data.splits import SplitConfig
 from .errors import ConfigError, first_line
 
-# Inference precision of `ser predict/evaluate` and the service: auto = bf16 for models of 10 M
-# parameters or more where the hardware runs it natively (AVX512-BF16/AMX CPUs, CUDA GPUs with bf16),
-# else fp32; int8 = dynamic int8 linear layers (CPU).
-PRECISIONS = ("auto", "fp32", "bf16", "int8")
+# Inference precision and backend of `ser predict/evaluate` and the service: auto = bf16 for models
+# of 10 M parameters or more where the hardware runs it natively (AVX512-BF16/AMX CPUs, CUDA GPUs),
+# else fp32; int8 = dynamic int8 linear layers (CPU). onnx = ONNX Runtime (CPU; fp32, int8).
+PRECISIONS, BACKENDS = ("auto", "fp32", "bf16", "int8"), ("torch", "onnx")
 TRAINERS = ("accelerate", "hf")
 SCHEDULES = ("linear", "cosine", "constant")
 CLASS_WEIGHTS = ("none", "balanced")

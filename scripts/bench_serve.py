@@ -46,10 +46,12 @@ from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSe
 from pipeline.config import ModelConfig
 from pipeline.data.synth import SAMPLING_RATE, make_speakers, synthesize_utterance
 from pipeline.inference.memory import retain_freed_memory
-from pipeline.inference.predictor import Predictor, autocast
+from pipeline.inference.predictor import Predictor
 from pipeline.model import build_feature_extractor, build_model
 
 LABELS = ["angry", "happy", "neutral", "sad"]
+SERVERS = ["torch:fp32", "onnx:fp32", "torch:bf16", "torch:int8", "onnx:int8"]
+DEFAULT_BACKEND = "torch"
 CLIP_SECONDS = 3.0
 
 
@@ -95,15 +97,16 @@ def make_clips(n: int) -> list[bytes]:
 
 
 def raw_forward_ms(checkpoint: Path, clip: bytes, precision: str, repeats: int = 7) -> float:
-    """Median time of the feature extractor and the model's forward on one clip, in this process."""
+    """Median time of PyTorch's forward on one clip (stock feature extractor and `model(**inputs)`),
+    in this process."""
     predictor = Predictor.from_pretrained(checkpoint, precision=precision)
     wave, _ = sf.read(io.BytesIO(clip), dtype="float32")
     times = []
     for _ in range(repeats + 1):
         start = time.perf_counter()
-        with torch.inference_mode(), autocast(predictor.precision, predictor.device):
+        with torch.inference_mode():
             inputs = predictor.feature_extractor([wave], sampling_rate=SAMPLING_RATE, return_tensors="pt")
-            predictor.model(**inputs)
+            predictor.classifier(dict(inputs))
         times.append((time.perf_counter() - start) * 1000)
     return statistics.median(times[1:])
 
@@ -147,14 +150,18 @@ def bench_model(kind: str, args, clips: list[bytes], tmp: Path) -> tuple[list[Le
     checkpoint = make_checkpoint(kind, tmp / kind / "checkpoint")
     auto = Predictor.from_pretrained(checkpoint, precision="auto").precision
     print(f"{kind}: the service's default precision (auto) on this machine: {auto}", flush=True)
-    raw = {p: raw_forward_ms(checkpoint, clips[0], p) for p in args.precisions}
+    precisions = dict.fromkeys(server.split(":")[1] for server in args.servers)
+    raw = {p: raw_forward_ms(checkpoint, clips[0], p) for p in precisions}
     print(f"{kind}: raw forward per 3-s clip, ms: {raw}", flush=True)
     home = tmp / kind / "bentoml"
     tag = export_to_store(checkpoint, home)
     results = []
-    for precision in args.precisions:
-        with running_service(tag, home, env={"SER_PRECISION": precision}, timeout=300) as url:
-            name = f"ours {precision}" + (" (default)" if precision == auto else "")
+    for server in args.servers:
+        backend, precision = server.split(":")
+        env = {"SER_BACKEND": backend, "SER_PRECISION": precision}
+        with running_service(tag, home, env=env, timeout=300) as url:
+            default = backend == DEFAULT_BACKEND and precision == auto
+            name = f"ours {backend} {precision}" + (" (default)" if default else "")
             results += measure(name, f"{url}/classify", clips, args.requests, args.concurrency)
     port = free_port()
     command = [
@@ -197,16 +204,17 @@ def tables(by_model: dict[str, tuple[list[Level], dict[str, float]]]) -> list[st
             )
     lines += [
         "",
-        "| model | precision | raw forward ms (3-s clip) | ours p50 ms, concurrency 1 | overhead |",
+        "| model | server | raw PyTorch forward ms, same precision (3-s clip) | ours p50 ms, concurrency 1 "
+        "| overhead |",
         "|---|---|---:|---:|---:|",
     ]
     for model, (levels, raw) in by_model.items():
-        for precision, forward_ms in raw.items():
-            name = f"ours {precision}"
-            ours = next(lv for lv in levels if lv.server.startswith(name) and lv.concurrency == 1)
-            p50 = ours.percentile(50)
+        for ours in (lv for lv in levels if lv.server != "alternative" and lv.concurrency == 1):
+            precision = ours.server.split()[2]
+            forward_ms, p50 = raw[precision], ours.percentile(50)
             lines.append(
-                f"| {model} | {precision} | {forward_ms:.0f} | {p50:.0f} | {p50 / forward_ms - 1:+.0%} |"
+                f"| {model} | {ours.server} | {forward_ms:.0f} | {p50:.0f} | {p50 - forward_ms:+.0f} ms "
+                f"({p50 / forward_ms - 1:+.0%}) |"
             )
     return lines
 
@@ -245,7 +253,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--clips", type=int, default=8)
     parser.add_argument(
-        "--precisions", nargs="+", default=["fp32", "bf16", "int8"], choices=["fp32", "bf16", "int8"]
+        "--servers",
+        nargs="+",
+        default=SERVERS,
+        choices=SERVERS,
+        help="our service's SER_BACKEND:SER_PRECISION settings to measure",
     )
     parser.add_argument("--out", default=str(REPO_ROOT / "runs" / "bench"))
     args = parser.parse_args()

@@ -26,14 +26,18 @@ class EmotionModel:
 
     def __init__(self) -> None:
         self.predictor = Predictor.from_pretrained(
-            stored_model(SETTINGS.model_tag).path, SETTINGS.device, SETTINGS.precision
+            stored_model(SETTINGS.model_tag).path, SETTINGS.device, SETTINGS.precision, SETTINGS.backend
         )
         self.predictor.probabilities([np.zeros(self.predictor.sampling_rate, dtype=np.float32)])  # warm-up
 
     @bentoml.api
     def describe(self) -> dict[str, str]:
-        """Where and at what precision the model runs ("auto" resolved)."""
-        return {"precision": self.predictor.precision, "device": str(self.predictor.device)}
+        """Where, by what and at what precision the model runs ("auto" resolved)."""
+        return {
+            "backend": SETTINGS.backend,
+            "precision": self.predictor.precision,
+            "device": str(self.predictor.device),
+        }
 
     @bentoml.api(**SETTINGS.batching)
     def probabilities(self, waves: list[np.ndarray]) -> list[np.ndarray]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from pipeline.config import PRECISIONS
+from pipeline.config import BACKENDS, PRECISIONS
 from pipeline.errors import ConfigError
 from pipeline.inference.export import served_tag
 
@@ -40,6 +40,7 @@ class Settings:
     max_latency_ms: int  # SER_MAX_LATENCY_MS: a queued clip waits at most this long before 503
     precision: str  # SER_PRECISION: auto (bf16 for large models where native, else fp32), fp32, bf16, int8
     device: str  # SER_DEVICE: where the model runs (default: cuda when a GPU is visible, else cpu)
+    backend: str = "torch"  # SER_BACKEND: torch, or onnx (ONNX Runtime on the CPU, fp32 or int8)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -51,6 +52,7 @@ class Settings:
             max_latency_ms=int(_env_number("SER_MAX_LATENCY_MS", 60_000)),
             precision=_env_choice("SER_PRECISION", PRECISIONS),
             device=os.environ.get("SER_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu"),
+            backend=_env_choice("SER_BACKEND", BACKENDS),
         )
 
     def __post_init__(self) -> None:

@@ -38,7 +38,9 @@ def _undecided(checkpoint: Path, corpus: Path) -> None:
     """Shift the classifier's bias of a random checkpoint so that half the corpus' clips fall on each
     side of its decision boundary: then what a crop or padding changes in a clip changes answers."""
     model = load_checkpoint(checkpoint)
-    predictor = Predictor(model, AutoFeatureExtractor.from_pretrained(checkpoint), precision="fp32")
+    predictor = Predictor.from_model(
+        model, AutoFeatureExtractor.from_pretrained(checkpoint), precision="fp32"
+    )
     logits = predictor.logits([sf.read(p, dtype="float32")[0] for p in sorted(corpus.rglob("*.wav"))])
     with torch.no_grad():
         model.classifier.bias[1] -= float(np.median((logits[:, 1] - logits[:, 0]).numpy()))

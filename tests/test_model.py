@@ -46,7 +46,7 @@ def test_batched_equals_single(norm, mask):
     cfg = ModelConfig(architecture="wav2vec2", small={"feat_extract_norm": norm})
     model = build_model(cfg, LABELS)
     extractor = Wav2Vec2FeatureExtractor(return_attention_mask=mask)
-    predictor = Predictor(model, extractor)
+    predictor = Predictor.from_model(model, extractor)
     rng = np.random.default_rng(0)
     waves = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (4000, 16000, 9000, 16000, 4000)]
     batched = predictor.logits(waves)
@@ -70,9 +70,9 @@ def test_reduced_precision_keeps_the_answers_close(tmp_path, precision):
     fp32 = Predictor.from_pretrained(checkpoint, precision="fp32")
     reduced = Predictor.from_pretrained(checkpoint, precision=precision)
     assert (fp32.precision, reduced.precision) == ("fp32", precision)
-    quantized = type(reduced.model.classifier).__module__.startswith("torch.ao.nn.quantized")
+    quantized = type(reduced.classifier.model.classifier).__module__.startswith("torch.ao.nn.quantized")
     assert quantized == (precision == "int8")
-    assert any(type(m) is torch.nn.Linear for m in reduced.model.modules()) == (precision != "int8")
+    assert any(type(m) is torch.nn.Linear for m in reduced.classifier.model.modules()) == (precision != "int8")
     rng = np.random.default_rng(0)
     waves = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (8000, 16000)]
     difference = np.abs(reduced.probabilities(waves) - fp32.probabilities(waves)).max()
@@ -104,7 +104,7 @@ def test_the_log_mel_architecture_reads_features_and_pads_safely():
     assert type(model).__name__ == "Wav2Vec2BertForSequenceClassification" and not takes_waveform(extractor)
     assert takes_waveform(build_feature_extractor(ModelConfig(architecture="wav2vec2")))
     assert ModelConfig().architecture == "wav2vec2-bert"  # the from-scratch default
-    predictor = Predictor(model, extractor)
+    predictor = Predictor.from_model(model, extractor)
     rng = np.random.default_rng(0)
     waves = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (4000, 16000, 9000, 16000, 4000)]
     single = torch.cat([predictor.logits([w]) for w in waves])

@@ -52,13 +52,13 @@ def probed(prepared, tmp_path_factory) -> tuple[Path, dict]:
 def test_saved_checkpoint_equals_head_on_cached_features(prepared, probed):
     out, results = probed
     predictor = Predictor.from_pretrained(out / "best")
-    assert predictor.model.config.use_weighted_layer_sum
+    assert predictor.classifier.model.config.use_weighted_layer_sum
     clips = load_prepared(prepared)[0]["validation"].with_format("numpy")["input_values"][:4]
     audio_logits = torch.cat([predictor.logits([clip]) for clip in clips])
     batch_logits = predictor.logits(list(clips))  # padded together, as `ser evaluate` does
     features = load_file(Path(results["cache"]) / "validation.safetensors")["features"][:4]
     with torch.no_grad():
-        cached_logits = head_logits(predictor.model, features)
+        cached_logits = head_logits(predictor.classifier.model, features)
     torch.testing.assert_close(cached_logits, audio_logits, atol=1e-4, rtol=0)
     torch.testing.assert_close(cached_logits, batch_logits, atol=1e-4, rtol=0)
     metrics = json.loads((out / "metrics.json").read_text())

@@ -966,6 +966,7 @@ SER_VARIABLES = [
     "SER_MAX_LATENCY_MS",
     "SER_PRECISION",
     "SER_DEVICE",
+    "SER_BACKEND",
 ]
 
 
@@ -987,6 +988,7 @@ def test_the_defaults(env):
         max_latency_ms=60_000,
         precision="auto",
         device="cpu",
+        backend="torch",
     )
 
 
@@ -1017,6 +1019,7 @@ def test_the_device_defaults_to_cuda_where_a_gpu_is_visible(env, monkeypatch):
         ("SER_PRECISION", "int8", "precision", "int8"),
         ("SER_PRECISION", "bf16", "precision", "bf16"),
         ("SER_DEVICE", "cuda:1", "device", "cuda:1"),
+        ("SER_BACKEND", "onnx", "backend", "onnx"),
     ],
 )
 def test_each_variable_sets_its_field(env, name, value, field, expected):
@@ -1036,6 +1039,7 @@ def test_each_variable_sets_its_field(env, name, value, field, expected):
         ("SER_MAX_SECONDS", "1,5", "SER_MAX_SECONDS must be a number, got '1,5'"),
         ("SER_PRECISION", "FP32", "SER_PRECISION must be one of auto, fp32, bf16, int8, got 'FP32'"),
         ("SER_PRECISION", "fp16", "SER_PRECISION must be one of auto, fp32, bf16, int8, got 'fp16'"),
+        ("SER_BACKEND", "ort", "SER_BACKEND must be one of torch, onnx, got 'ort'"),
         ("SER_MAX_BATCH_SIZE", "0", "SER_MAX_BATCH_SIZE must be 1 or more, got 0"),
         ("SER_MAX_BATCH_SIZE", "-3", "SER_MAX_BATCH_SIZE must be a finite number, 0 or more, got '-3'"),
     ],

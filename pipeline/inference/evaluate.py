@@ -50,16 +50,18 @@ def evaluate_checkpoint(
     fold: int = 0,
     batch_size: int = 16,
     precision: str = "fp32",
+    backend: str = "torch",
 ) -> dict:
-    """Metrics of a saved checkpoint at an inference precision (see `PRECISIONS`) on one split (of one
-    fold) of prepared data, on the GPU when there is one; the precision used is in the answer."""
+    """Metrics of a saved checkpoint at an inference precision and backend (see `PRECISIONS`,
+    `BACKENDS`) on one split (of one fold) of prepared data, on the GPU when there is one (torch);
+    the backend and precision used are in the answer."""
     dataset, labels, extractor = load_prepared(data_dir, fold)
     if split not in dataset:
         raise SerError(f"no split {split!r} in {data_dir}; have {', '.join(dataset)}")
     if not len(dataset[split]):
         raise SerError(f"the {split} split of {data_dir} is empty")
-    device = "cuda" if torch.cuda.is_available() else None
-    predictor = Predictor.from_pretrained(checkpoint, device=device, precision=precision)
+    device = "cuda" if torch.cuda.is_available() and backend == "torch" else None
+    predictor = Predictor.from_pretrained(checkpoint, device=device, precision=precision, backend=backend)
     if predictor.labels != labels:
         raise SerError(f"checkpoint labels {predictor.labels} differ from the data's {labels}")
     if predictor.sampling_rate != extractor.sampling_rate:
@@ -68,4 +70,4 @@ def evaluate_checkpoint(
             f"the data is at {extractor.sampling_rate} Hz"
         )
     metrics = evaluate_splits(predictor, dataset, labels, (split,), batch_size)[split]
-    return {**metrics, "precision": predictor.precision}
+    return {**metrics, "backend": backend, "precision": predictor.precision}

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SerError
+from .onnx_model import ONNX_DIR, export_onnx
 
 DEFAULT_NAME = "ser-emotion"
 DEFAULT_TAG = f"{DEFAULT_NAME}:latest"
@@ -51,7 +52,8 @@ def _test_metrics(checkpoint: Path) -> dict[str, Any]:
 
 
 def export_checkpoint(checkpoint_dir: str | Path, name: str = DEFAULT_NAME) -> str:
-    """Copy a `save_pretrained` checkpoint directory into the BentoML model store; return the tag."""
+    """Copy a `save_pretrained` checkpoint directory into the BentoML model store, with its ONNX
+    models (`onnx/`, for SER_BACKEND=onnx); return the tag."""
     checkpoint = Path(checkpoint_dir)
     missing = [f for f in REQUIRED_FILES if not (checkpoint / f).is_file()]
     if not checkpoint.is_dir() or missing:
@@ -75,6 +77,7 @@ def export_checkpoint(checkpoint_dir: str | Path, name: str = DEFAULT_NAME) -> s
             metadata=metadata,
         ) as model:
             shutil.copytree(checkpoint, model.path, dirs_exist_ok=True)
+            export_onnx(checkpoint, Path(model.path) / ONNX_DIR)
     except ValueError as err:  # an invalid model name
         raise SerError(f"cannot register {checkpoint} as {name!r}: {err}") from err
     return str(model.tag)

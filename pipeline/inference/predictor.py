@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoFeatureExtractor
+from transformers import AutoConfig, AutoFeatureExtractor
 
-from ..config import PRECISIONS
+from ..config import BACKENDS, PRECISIONS
 from ..data.audio import load_audio
 from ..errors import ConfigError
 from ..model import load_checkpoint, model_labels
 from .answers import Prediction
+from .features import input_features
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -65,31 +66,79 @@ def autocast(precision: str, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-class Predictor:
-    """A fine-tuned checkpoint directory, ready to classify waveforms."""
+class TorchClassifier:
+    """A PyTorch classifier at a precision: `classifier(inputs)` → fp32 logits on the CPU."""
 
-    def __init__(self, model, feature_extractor, precision: str = "fp32"):
-        self.model = model.eval()
+    def __init__(self, model: torch.nn.Module, precision: str = "fp32"):
+        device = next(model.parameters()).device
+        self.model, self.precision = at_precision(model.eval(), precision, device)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def __call__(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        inputs = {k: v.to(self.device) for k, v in inputs.items()}
+        with autocast(self.precision, self.device):
+            return self.model(**inputs).logits.float().cpu()
+
+
+def onnx_classifier(checkpoint: str | Path, precision: str, device: str | None):
+    """The ONNX Runtime classifier of `checkpoint` ("auto" is fp32 there; CPU only)."""
+    from .onnx_model import OnnxClassifier, onnx_file
+
+    if device not in (None, "cpu"):
+        raise ConfigError(f"the onnx backend runs on the CPU, not {device}; use --backend torch there")
+    precision = "fp32" if precision == "auto" else precision
+    return OnnxClassifier(onnx_file(checkpoint, precision), precision)
+
+
+class Predictor:
+    """A fine-tuned classifier and its feature extractor, ready to classify waveforms."""
+
+    def __init__(self, classifier, feature_extractor, labels: list[str]):
+        self.classifier = classifier  # inputs → logits: `TorchClassifier` or `OnnxClassifier`
         self.feature_extractor = feature_extractor
-        self.model, self.precision = at_precision(self.model, precision, self.device)
-        self.labels = model_labels(model)
+        self.features = input_features(feature_extractor)
+        self.labels = labels
         self.sampling_rate = feature_extractor.sampling_rate
         # Group-norm encoders (wav2vec2-base style) must not see zero padding: run them one by one.
         self.pads_safely = bool(getattr(feature_extractor, "return_attention_mask", False))
 
     @classmethod
+    def from_model(cls, model, feature_extractor, precision: str = "fp32") -> Predictor:
+        """A loaded PyTorch model, run at `precision`."""
+        return cls(TorchClassifier(model, precision), feature_extractor, model_labels(model))
+
+    @classmethod
     def from_pretrained(
-        cls, checkpoint: str | Path, device: str | None = None, precision: str = "auto"
+        cls,
+        checkpoint: str | Path,
+        device: str | None = None,
+        precision: str = "auto",
+        backend: str = "torch",
     ) -> Predictor:
-        """Load `checkpoint` onto `device` (default CPU) at `precision` (see `PRECISIONS`)."""
+        """Load `checkpoint` onto `device` (default CPU) at `precision` (see `PRECISIONS`), run by
+        PyTorch or (`backend="onnx"`, fp32 or int8, CPU) ONNX Runtime."""
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        extractor = AutoFeatureExtractor.from_pretrained(checkpoint)
+        if backend == "onnx":
+            config = AutoConfig.from_pretrained(checkpoint, trust_remote_code=False)
+            labels = [config.id2label[i] for i in range(config.num_labels)]
+            return cls(onnx_classifier(checkpoint, precision, device), extractor, labels)
         model = load_checkpoint(checkpoint)
         if device:
             model.to(device)
-        return cls(model, AutoFeatureExtractor.from_pretrained(checkpoint), precision)
+        return cls.from_model(model, extractor, precision)
+
+    @property
+    def precision(self) -> str:
+        return self.classifier.precision
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        return self.classifier.device
 
     def _forward_groups(self, waves: list[np.ndarray]) -> list[list[int]]:
         """Indices of `waves` that may share one forward pass.
@@ -111,12 +160,7 @@ class Predictor:
         logits do not depend on what else is in the list (in bf16 they agree to bf16 rounding)."""
         out = torch.empty(len(waves), len(self.labels))
         for group in self._forward_groups(waves):
-            inputs = self.feature_extractor(
-                [waves[i] for i in group], sampling_rate=self.sampling_rate, padding=True, return_tensors="pt"
-            )
-            inputs = {k: v.to(self.device) for k, v in inputs.items()}
-            with autocast(self.precision, self.device):
-                out[group] = self.model(**inputs).logits.float().cpu()
+            out[group] = self.classifier(self.features([waves[i] for i in group]))
         return out
 
     def probabilities(self, waves: list[np.ndarray]) -> np.ndarray:
