@@ -16,6 +16,7 @@ from .arguments import option
 from .data.corpora import READERS
 from .data.splits import SplitConfig
 from .errors import ConfigError, first_line
+from .small_models import SMALL_MODELS
 
 # Inference precision and backend of `ser predict/evaluate` and the service: auto = bf16 for models
 # of 10 M parameters or more where the hardware runs it natively (AVX512-BF16/AMX CPUs, CUDA GPUs),
@@ -25,37 +26,6 @@ TRAINERS = ("accelerate", "hf")
 SCHEDULES = ("linear", "cosine", "constant")
 CLASS_WEIGHTS = ("none", "balanced")
 MIXED_PRECISIONS = ("no", "fp16", "bf16")
-
-# The small models trained from scratch when no backbone is given: the config values of each
-# architecture (`model.small` changes single values).
-SMALL_MODELS = {
-    # raw waveform, a convolutional feature encoder (layer norm: it takes an attention mask)
-    "wav2vec2": {
-        "hidden_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "intermediate_size": 128,
-        "conv_dim": [32, 32, 32, 32, 32, 32, 32],
-        "num_conv_pos_embeddings": 16,
-        "num_conv_pos_embedding_groups": 4,
-        "feat_extract_norm": "layer",
-        "classifier_proj_size": 64,
-        "mask_time_prob": 0.0,
-    },
-    # 80 log-mel filter banks (two frames stacked), conformer layers
-    "wav2vec2-bert": {
-        "hidden_size": 96,
-        "num_hidden_layers": 3,
-        "num_attention_heads": 4,
-        "intermediate_size": 192,
-        "conv_depthwise_kernel_size": 15,
-        "left_max_position_embeddings": 64,
-        "right_max_position_embeddings": 8,
-        "classifier_proj_size": 64,
-        "layerdrop": 0.0,
-        "mask_time_prob": 0.0,
-    },
-}
 
 
 @dataclass
@@ -72,6 +42,12 @@ class DataConfig:
     )
     noise_snr_db: float | None = option(
         None, "training clips get white noise at a random SNR in [x, x + 20] dB; none = off"
+    )
+    mel_warp: float = option(
+        0.12, "log-mel models: training clips' mel axis warped by a random factor in [1 - x, 1 + x] (VTLP)"
+    )
+    level_shift: float = option(
+        0.3, "log-mel models: training clips' normalised features shifted by a random offset in [-x, x]"
     )
     max_eval_seconds: float = option(
         10.0,

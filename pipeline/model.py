@@ -16,9 +16,10 @@ from transformers import (
     Wav2Vec2FeatureExtractor,
 )
 
-from .config import SMALL_MODELS, ModelConfig
+from .config import ModelConfig
 from .data.audio import TARGET_SAMPLING_RATE
 from .errors import ConfigError, SerError, first_line
+from .small_models import SMALL_MODELS
 
 SAFETENSORS_NAMES = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}

@@ -1,13 +1,15 @@
-"""Training-time augmentation: speed perturbation and noise, replayable per (seed, epoch, clip)."""
+"""Training-time augmentation: speed perturbation, noise, mel warp and level shift, replayable per
+(seed, epoch, clip)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from pipeline.config import ModelConfig, load_config
 from pipeline.model import build_feature_extractor
-from pipeline.training.augment import Augmenter, speed_perturbed, with_noise
+from pipeline.training.augment import Augmenter, mel_warped, speed_perturbed, with_noise
 from pipeline.training.batching import Collator
 
 pytestmark = pytest.mark.fast  # pure logic: `make test-fast`
@@ -58,3 +60,43 @@ def test_only_training_batches_are_augmented_and_only_when_asked():
     evaluated = Collator(extractor, ["a"], 3.0, train=False, augmenter=aug)(rows)["input_values"]
     assert not np.allclose(plain, noisy) and np.array_equal(plain, evaluated)
     assert not Augmenter().active and load_config().data.noise_snr_db is None  # off by default
+
+
+def test_mel_warp_moves_spectral_peaks_by_the_factor_and_keeps_the_edges():
+    """A peak at bin 30 of both stacked frames moves to about 30 / factor (output bin k reads input
+    bin k * factor); the lowest and highest bins stay in place; factor 1 is the identity."""
+    bins = 80
+    features = torch.zeros(5, 2 * bins)
+    features.view(5, 2, bins)[:, :, 30] = 1.0
+    for factor in (0.9, 1.1):
+        warped = mel_warped(features, factor, bins).view(5, 2, bins)
+        assert (warped.argmax(-1) == round(30 / factor)).all()
+    ramp = torch.arange(bins, dtype=torch.float32).repeat(3, 2)
+    for factor in (0.88, 1.12):
+        warped = mel_warped(ramp, factor, bins).view(3, 2, bins)
+        assert warped[..., 0].eq(0).all() and warped[..., -1].eq(bins - 1).all()
+        assert (warped.diff(dim=-1) >= 0).all()  # monotonic: no bins swapped
+    torch.testing.assert_close(mel_warped(ramp, 1.0, bins), ramp)
+
+
+def test_log_mel_training_batches_get_warp_and_shift_on_real_steps_only():
+    """Training batches of a log-mel model are perturbed per clip (replayably, differently per epoch),
+    padding stays zero, evaluation batches are the extractor's own; both are on by default."""
+    extractor = build_feature_extractor(ModelConfig(architecture="wav2vec2-bert"))
+    rows = [
+        {"input_values": _sine(200.0, 1.0), "label": "a", "index": 0},
+        {"input_values": _sine(300.0, 0.5), "label": "a", "index": 1},
+    ]
+    defaults = load_config().data
+    aug = Augmenter(seed=0, mel_warp=defaults.mel_warp, level_shift=defaults.level_shift)
+    assert aug.active and defaults.mel_warp > 0 and defaults.level_shift > 0
+    train = Collator(extractor, ["a"], 3.0, train=True, augmenter=aug)
+    plain = Collator(extractor, ["a"], 3.0, train=False, augmenter=aug)(rows)
+    first = train(rows)
+    assert torch.equal(first["attention_mask"], plain["attention_mask"])
+    steps = int(plain["attention_mask"][1].sum())
+    assert not torch.allclose(first["input_features"], plain["input_features"])
+    assert first["input_features"][1, steps:].eq(0).all()  # the short clip's padding is untouched
+    assert torch.equal(train(rows)["input_features"], first["input_features"])  # replayable
+    train.set_epoch(1)
+    assert not torch.allclose(train(rows)["input_features"], first["input_features"])

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pipeline.config import ModelConfig
-from pipeline.inference.features import input_features
+from pipeline.features import input_features
 from pipeline.model import build_feature_extractor
 
 pytestmark = pytest.mark.fast

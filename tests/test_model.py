@@ -7,10 +7,11 @@ import pytest
 import torch
 from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
-from pipeline.config import SMALL_MODELS, ModelConfig
+from pipeline.config import ModelConfig
 from pipeline.errors import ConfigError
 from pipeline.inference.predictor import AUTO_BF16_MIN_PARAMETERS, Predictor, resolve_precision
 from pipeline.model import build_feature_extractor, build_model, takes_waveform
+from pipeline.small_models import SMALL_MODELS
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 
@@ -72,7 +73,8 @@ def test_reduced_precision_keeps_the_answers_close(tmp_path, precision):
     assert (fp32.precision, reduced.precision) == ("fp32", precision)
     quantized = type(reduced.classifier.model.classifier).__module__.startswith("torch.ao.nn.quantized")
     assert quantized == (precision == "int8")
-    assert any(type(m) is torch.nn.Linear for m in reduced.classifier.model.modules()) == (precision != "int8")
+    linear = any(type(m) is torch.nn.Linear for m in reduced.classifier.model.modules())
+    assert linear == (precision != "int8")
     rng = np.random.default_rng(0)
     waves = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (8000, 16000)]
     difference = np.abs(reduced.probabilities(waves) - fp32.probabilities(waves)).max()

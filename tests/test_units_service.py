@@ -1138,8 +1138,8 @@ def test_later_overrides_win_and_others_keep_their_defaults():
         ("=3", "override '=3' must look like section.key=value"),
         (
             "data.nosuch=1",
-            "unknown config key 'data.nosuch'; known: fold, max_eval_seconds, max_train_seconds, "
-            "noise_snr_db, path, speed_perturbation",
+            "unknown config key 'data.nosuch'; known: fold, level_shift, max_eval_seconds, "
+            "max_train_seconds, mel_warp, noise_snr_db, path, speed_perturbation",
         ),
     ],
 )

@@ -12,9 +12,9 @@ from transformers import AutoConfig, AutoFeatureExtractor
 from ..config import BACKENDS, PRECISIONS
 from ..data.audio import load_audio
 from ..errors import ConfigError
+from ..features import input_features
 from ..model import load_checkpoint, model_labels
 from .answers import Prediction
-from .features import input_features
 
 
 def native_bf16(device: torch.device) -> bool:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..features import input_features
 from ..model import takes_waveform
 from .augment import Augmenter
 
@@ -79,7 +80,7 @@ class IndexedRows(Dataset):
 
 class Collator:
     """Crops clips (randomly in training, centred otherwise), augments training clips (speed before
-    the crop, noise after it) and pads them into a batch."""
+    the crop, noise after it; log-mel warp and shift on the features) and pads them into a batch."""
 
     def __init__(
         self,
@@ -91,6 +92,7 @@ class Collator:
         augmenter: Augmenter | None = None,
     ):
         self.extractor = extractor
+        self.features = input_features(extractor)
         self.label_ids = {label: i for i, label in enumerate(labels)}
         self.max_len = int(max_seconds * extractor.sampling_rate)
         self.train, self.seed = train, seed
@@ -116,6 +118,15 @@ class Collator:
             return self._crop(wave, index)
         return aug.add_noise(self._crop(aug.speed_up(wave, self.epoch, index), index), self.epoch, index)
 
+    def _perturb_features(self, batch, rows: list[dict]) -> None:
+        """Each clip's real (unpadded) steps of `batch["input_features"]`, perturbed in place."""
+        features, mask = batch["input_features"], batch.get("attention_mask")
+        for i, row in enumerate(rows):
+            steps = int(mask[i].sum()) if mask is not None else features.shape[1]
+            features[i, :steps] = self.augmenter.perturb_features(
+                features[i, :steps], self.extractor.num_mel_bins, self.epoch, row["index"]
+            )
+
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         waves = [self._wave(r) for r in rows]
         masked = bool(self.extractor.return_attention_mask)
@@ -123,11 +134,10 @@ class Collator:
             batch = self.extractor.pad(
                 {"input_values": waves}, padding=True, return_attention_mask=masked, return_tensors="pt"
             )
-        else:  # features (log-mel filter banks) of the cropped waveform
-            sr = self.extractor.sampling_rate
-            batch = self.extractor(
-                waves, sampling_rate=sr, padding=True, return_attention_mask=masked, return_tensors="pt"
-            )
+        else:  # features (log-mel filter banks) of the cropped waveform, as inference computes them
+            batch = self.features(waves)
+            if self.augmenter:
+                self._perturb_features(batch, rows)
         batch["labels"] = torch.tensor([self.label_ids[str(r["label"])] for r in rows])
         return dict(batch)
 
@@ -140,7 +150,10 @@ def clip_lengths(ds, sampling_rate: int) -> np.ndarray:
 def make_loader(ds, extractor, labels: list[str], cfg, train: bool) -> DataLoader:
     """A DataLoader over a prepared split, batched by `LengthGroupedBatches` (training or evaluation)."""
     seconds = cfg.data.max_train_seconds if train else cfg.data.max_eval_seconds
-    augmenter = Augmenter(cfg.data.speed_perturbation, cfg.data.noise_snr_db, cfg.train.seed)
+    data = cfg.data
+    augmenter = Augmenter(
+        data.speed_perturbation, data.noise_snr_db, cfg.train.seed, data.mel_warp, data.level_shift
+    )
     batches = LengthGroupedBatches(
         clip_lengths(ds, extractor.sampling_rate),
         cfg.train.batch_size,

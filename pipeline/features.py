@@ -1,7 +1,7 @@
-"""The model's inputs from waveforms: the checkpoint's own feature extractor, or, for the log-mel
-front end of Wav2Vec2-BERT (`SeamlessM4TFeatureExtractor`), the same features computed in torch
-(Kaldi filter banks via torchaudio), about 2.5x faster than its numpy code and equal to it within
-3e-4 after normalisation (tests/test_features.py)."""
+"""The model's inputs from waveforms, for training batches and for inference alike: the checkpoint's
+own feature extractor, or, for the log-mel front end of Wav2Vec2-BERT (`SeamlessM4TFeatureExtractor`),
+the same features computed in torch (Kaldi filter banks via torchaudio): about 2.5x faster than its
+numpy code on one thread, and equal to it within 3e-4 after normalisation (tests/test_features.py)."""
 
 from __future__ import annotations
 
