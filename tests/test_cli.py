@@ -78,3 +78,26 @@ def test_evaluate_and_predict_at_each_precision(trained, prepared, corpus, ser_h
         assert abs(reduced["accuracy"] - fp32["accuracy"]) <= 0.25
         answer = json.loads(ser_here("predict", *args, "--precision", precision, clip).stdout)
         assert abs(sum(answer["scores"].values()) - 1) < 1e-5
+
+
+def test_evaluate_and_predict_with_the_onnx_backend(trained, prepared, corpus, ser_here):
+    """ONNX Runtime in fp32 gives PyTorch's answers (exported on the fly: the checkpoint has no
+    onnx/); int8 stays close; bf16 is refused in one line."""
+    args = ["--checkpoint", str(trained / "best")]
+    data = ["--data", str(prepared), "--json"]
+    torch_fp32 = json.loads(ser_here("evaluate", *args, *data).stdout)
+    onnx_fp32 = json.loads(ser_here("evaluate", *args, *data, "--backend", "onnx").stdout)
+    assert (onnx_fp32["backend"], onnx_fp32["precision"]) == ("onnx", "fp32")
+    assert onnx_fp32["confusion_matrix"] == torch_fp32["confusion_matrix"]
+    clip = str(next(corpus.glob("*/*.wav")))
+    pytorch = json.loads(ser_here("predict", *args, "--precision", "fp32", clip).stdout)
+    ort = json.loads(ser_here("predict", *args, "--backend", "onnx", clip).stdout)
+    assert ort["label"] == pytorch["label"]
+    assert ort["scores"] == pytest.approx(pytorch["scores"], abs=1e-4)
+    int8 = json.loads(ser_here("predict", *args, "--backend", "onnx", "--precision", "int8", clip).stdout)
+    assert int8["scores"] == pytest.approx(pytorch["scores"], abs=0.05)
+    assert not (trained / "best" / "onnx").exists()
+    refused = ser_here("predict", *args, "--backend", "onnx", "--precision", "bf16", clip, check=False)
+    assert refused.returncode == 2
+    (line,) = refused.stderr.strip().splitlines()
+    assert line.endswith("the onnx backend runs fp32 or int8, not bf16 (use --backend torch)")
