@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 SER    := $(BIN)/ser
 DEMO   := runs/demo
 PORT   ?= 3000
-CONFIG ?= configs/default.yaml
+CONFIG ?= configs/demo.yaml
 export HF_HUB_OFFLINE ?= 1
 export BENTOML_DO_NOT_TRACK := True
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -136,6 +136,7 @@ def test_choices_are_checked_in_yaml_too(tmp_path):
 
 def test_config_files_hold_only_what_differs_from_the_defaults(tmp_path):
     assert differences(load_config(DEFAULT_YAML)) == {}  # the rule configs/default.yaml states
+    assert differences(load_config("configs/demo.yaml")) == {"train": {"epochs": 15}}  # make run's
     cfg = load_config(None, ["train.epochs=3", "model.dropout=0.1", "data.fold=1"])
     assert differences(cfg) == {"data": {"fold": 1}, "model": {"dropout": 0.1}, "train": {"epochs": 3}}
     path = tmp_path / "c.yaml"
