@@ -183,7 +183,8 @@ def _predict(args) -> None:
 def _export(args) -> None:
     from .inference.export import export_checkpoint
 
-    print(f"exported to the BentoML model store as {export_checkpoint(args.checkpoint, name=args.name)}")
+    tag = export_checkpoint(args.checkpoint, name=args.name, onnx=args.onnx)
+    print(f"exported to the BentoML model store as {tag}")
 
 
 def _serve(args) -> int:
@@ -272,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--name", default="ser-emotion")
+    p.add_argument(
+        "--no-onnx", dest="onnx", action="store_false", help="without the ONNX models (torch backend only)"
+    )
     p.set_defaults(func=_export)
 
     p = sub.add_parser("serve", help="start the BentoML server (REST + Gradio at /ui)")

@@ -4,7 +4,10 @@ damaged uploads: test_fuzz.py)."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -43,6 +46,45 @@ def test_export_records_labels_and_test_metrics(store):
     assert info["metadata"]["labels"] == LABELS
     assert info["metadata"]["test_metrics"] == {"accuracy": 0.5, "uar": 0.25}
     assert (home / "models" / name / version / "model.safetensors").is_file()
+    assert {p.name for p in (home / "models" / name / version / "onnx").iterdir()} == {
+        "model.onnx",
+        "model.int8.onnx",
+    }
+
+
+# `ser export` in a process whose ONNX exporter fails as it does on an operator it cannot convert.
+FAILING_ONNX_EXPORT = """
+import sys
+import pipeline.inference.export as export
+
+def unsupported(*args):
+    raise RuntimeError("Exporting the operator 'aten::stft' to ONNX opset version 17 is not supported.")
+
+export.export_onnx = unsupported
+from pipeline.cli import main
+print("exit", main(["export", "--checkpoint", sys.argv[1]]), flush=True)
+print("exit", main(["export", "--checkpoint", sys.argv[1], "--no-onnx"]), flush=True)
+"""
+
+
+def test_an_onnx_export_failure_registers_nothing_and_no_onnx_registers_for_torch(
+    service_checkpoint, tmp_path
+):
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path), "BENTOML_DO_NOT_TRACK": "True"}
+    done = subprocess.run(
+        [sys.executable, "-c", FAILING_ONNX_EXPORT, str(service_checkpoint)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    first, second = [line for line in done.stdout.splitlines() if line.startswith("exit")]
+    assert (first, second) == ("exit 2", "exit 0")
+    (error,) = [line for line in done.stderr.splitlines() if "to ONNX" in line]
+    assert "aten::stft" in error and "`ser export --no-onnx` registers it for the torch backend only" in error
+    (version,) = (tmp_path / "models" / "ser-emotion").glob("*/model.safetensors")  # the second only
+    assert not (version.parent / "onnx").exists()
 
 
 def test_wav_answers_the_contract(server, store, clips):

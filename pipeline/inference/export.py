@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..errors import SerError
+from ..errors import SerError, first_line
 from .onnx_model import ONNX_DIR, export_onnx
 
 DEFAULT_NAME = "ser-emotion"
@@ -51,9 +51,20 @@ def _test_metrics(checkpoint: Path) -> dict[str, Any]:
     return {}
 
 
-def export_checkpoint(checkpoint_dir: str | Path, name: str = DEFAULT_NAME) -> str:
+def _write_onnx(checkpoint: Path, out: Path) -> None:
+    try:
+        export_onnx(checkpoint, out)
+    except Exception as err:  # the exporter raises many kinds, e.g. for an operator it cannot convert
+        raise SerError(
+            f"cannot export {checkpoint} to ONNX ({first_line(err)}); "
+            "`ser export --no-onnx` registers it for the torch backend only"
+        ) from err
+
+
+def export_checkpoint(checkpoint_dir: str | Path, name: str = DEFAULT_NAME, onnx: bool = True) -> str:
     """Copy a `save_pretrained` checkpoint directory into the BentoML model store, with its ONNX
-    models (`onnx/`, for SER_BACKEND=onnx); return the tag."""
+    models (`onnx/`, for SER_BACKEND=onnx) unless `onnx` is false; return the tag. Nothing is
+    registered when a step fails."""
     checkpoint = Path(checkpoint_dir)
     missing = [f for f in REQUIRED_FILES if not (checkpoint / f).is_file()]
     if not checkpoint.is_dir() or missing:
@@ -77,7 +88,8 @@ def export_checkpoint(checkpoint_dir: str | Path, name: str = DEFAULT_NAME) -> s
             metadata=metadata,
         ) as model:
             shutil.copytree(checkpoint, model.path, dirs_exist_ok=True)
-            export_onnx(checkpoint, Path(model.path) / ONNX_DIR)
+            if onnx:
+                _write_onnx(checkpoint, Path(model.path) / ONNX_DIR)
     except ValueError as err:  # an invalid model name
         raise SerError(f"cannot register {checkpoint} as {name!r}: {err}") from err
     return str(model.tag)
