@@ -1,10 +1,11 @@
 """Benchmark serving: requests per second and latency percentiles of our BentoML service against the
 straightforward alternative, in one run, on loopback, with the same model and clips.
 
-- ours: `bentoml serve service.service:EmotionClassifier` (decoding in the API service, the model in
-  a separate service with adaptive batching) at each of --precisions (SER_PRECISION: fp32, bf16,
-  int8; the service's default, auto, is bf16 for models of 10 M parameters or more on CPUs with
-  AVX512-BF16 or AMX, fp32 otherwise);
+- ours: `bentoml serve service.service:EmotionClassifier` (one process: request threads decode,
+  the model runs on its own thread and merges requests that arrive while it is busy) with each of
+  --servers, a backend and a precision (SER_BACKEND: torch or onnx; SER_PRECISION: fp32, bf16,
+  int8; the service's default, torch at auto precision, is bf16 for models of 10 M parameters or
+  more on CPUs with AVX512-BF16 or AMX, fp32 otherwise);
 - alternative: `transformers.pipeline("audio-classification")` called per request behind a minimal
   FastAPI app (`scripts/baseline_server.py`, uvicorn, FastAPI's thread pool).
 
@@ -15,12 +16,12 @@ Clips: 3-second synthetic speech, 16 kHz mono WAV. For each concurrency level, a
 generator sends a fixed number of requests, at most `concurrency` in flight, after two warm-up
 requests; only one server runs at a time.
 
-Serving overhead: our median single-request latency (concurrency 1) against the median raw model
-forward (feature extractor + `model(**inputs)`, at the same precision, with the model service's
+Serving overhead: our median single-request latency (concurrency 1) against the median raw PyTorch
+forward (the stock feature extractor + `model(**inputs)`, at the same precision, with the server's
 allocator settings) on the same clip in this process, torch's default threads. Writes Markdown
 tables and a plot to --out.
 
-    .venv/bin/python scripts/bench_serve.py     # both models, 3 precisions: about 12 minutes on 2 cores
+    .venv/bin/python scripts/bench_serve.py     # both models, 5 settings: about 15 minutes on 2 cores
     .venv/bin/python scripts/bench_serve.py --models small --requests 16
 """
 
@@ -264,7 +265,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     clips = make_clips(args.clips)
-    retain_freed_memory()  # as the model service does, so the raw forward is measured like for like
+    retain_freed_memory()  # as the server does, so the raw forward is measured like for like
     with tempfile.TemporaryDirectory() as tmp:
         by_model = {kind: bench_model(kind, args, clips, Path(tmp)) for kind in args.models.split(",")}
     lines = tables(by_model)

@@ -93,7 +93,7 @@ def export_to_store(checkpoint: str | Path, bentoml_home: str | Path) -> str:
 @dataclass(frozen=True)
 class RunningService:
     url: str  # base URL
-    pid: int  # `bentoml serve`: its workers (API and model services) are its descendants
+    pid: int  # `bentoml serve`: its worker is a descendant
     log: Path  # its output, and its workers'
 
 

@@ -4,8 +4,8 @@ the client got>`, never an ERROR with a traceback (the server is fine; the reque
 BentoML 1.4 (>=1.4.30,<1.5, checked up to 1.4.40) logs every exception an API raises as
 `Exception on <path> [<method>]` at ERROR with its traceback, from the logger named in
 `BENTOML_ERRORS`: request bodies that fail validation (`service/inputs.py`), 4xx BentoMLExceptions
-(a pickle body: 415) and, in the model service, a clip its batching queue dropped (503). A filter on
-that logger rewrites those records; any other exception keeps its ERROR and traceback.
+(a pickle body: 415) and BentoML's own 503s (an overloaded process). A filter on that logger
+rewrites those records; any other exception keeps its ERROR and traceback.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """BentoML service: `POST /classify` (multipart), `POST /classify_array` (JSON), `POST /info`, and
 the Gradio demo at `/ui`, in one process on one port.
 
-Requests are decoded and validated here; the model runs in `EmotionModel`, which batches
-concurrent requests into one call. Settings come from the environment (`service/settings.py`).
+Requests are decoded and validated here, and the model runs in this process behind a `Dispatcher`
+thread, which merges requests that arrive while it is busy into one call. Settings come from the
+environment (`service/settings.py`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import bentoml
 import gradio as gr
 import numpy as np
@@ -24,25 +24,19 @@ from pipeline.data.audio import TARGET_SAMPLING_RATE, load_audio, load_samples
 from pipeline.errors import InputError
 from pipeline.inference.answers import Options, classify_wave
 from pipeline.inference.export import stored_model
+from pipeline.inference.memory import retain_freed_memory
+from pipeline.inference.predictor import Predictor
+from service.dispatcher import Dispatcher
 from service.errors import JSONErrors, status_of
 from service.inputs import AudioUpload, HopS, NoInput, Samples, SamplesInput, SamplingRate, TopK, WindowS
 from service.limits import UploadLimit
-from service.logs import LOG, log_refusal, log_refusals_as_warnings
-from service.model_service import EmotionModel
+from service.logs import log_refusal, log_refusals_as_warnings
 from service.settings import SETTINGS
 from service.wav_header import check_wav
 
 # Resolved at import: the demo shows its tag and labels, and `bentoml build` checks it exists.
 MODEL = stored_model(SETTINGS.model_tag)
 LABELS: list[str] = MODEL.info.metadata["labels"]
-MODEL_CALL_ATTEMPTS = 3
-
-
-def _connection_lost(err: Exception) -> bool:
-    """A closed connection: refused or dropped while sending, or (aiohttp raises a bare
-    RuntimeError there) while reading the answer."""
-    return isinstance(err, aiohttp.ClientConnectionError) or str(err) == "Connection closed."
-
 
 BUSY = (
     f"the server is busy: the clip waited more than {SETTINGS.max_latency_ms} ms for the model "
@@ -54,7 +48,7 @@ log_refusals_as_warnings()
 def _answer(ctx: bentoml.Context, work: Callable[[], dict[str, Any]], upload: Path | None = None) -> dict:
     """`work()`'s answer, or an error answer logged as one warning line: 4xx for a refused input
     (an upload is called "upload", not by the path of the server's temporary copy), 503 for a clip
-    the model's batching queue dropped after waiting SER_MAX_LATENCY_MS."""
+    the dispatcher refused after it waited SER_MAX_LATENCY_MS."""
     try:
         return work()
     except InputError as err:
@@ -87,39 +81,32 @@ ui = gr.mount_gradio_app(
 class EmotionClassifier:
     """Speech emotion recognition with the checkpoint registered as SER_MODEL_TAG."""
 
-    model = bentoml.depends(EmotionModel)
-
     def __init__(self) -> None:
         self.model_tag = str(MODEL.tag)
+        retain_freed_memory()  # before the model allocates: large activations stay mapped
+        self.predictor = Predictor.from_pretrained(
+            MODEL.path, SETTINGS.device, SETTINGS.precision, SETTINGS.backend
+        )
+        self.model = Dispatcher(
+            self.predictor.probabilities, SETTINGS.max_batch_size, SETTINGS.max_latency_ms / 1000
+        )
         self.warm = False
         self.warming = threading.Lock()
 
     def __is_ready__(self) -> bool:
-        """Ready once a warm-up clip has gone through the model service: one warm-up, however many
+        """Ready once a warm-up clip has gone through the model: one warm-up, however many
         readiness probes arrive while it runs (a probe that times out is repeated)."""
         if not self.warm and self.warming.acquire(blocking=False):
             try:
                 if not self.warm:
                     silence = np.zeros(TARGET_SAMPLING_RATE, dtype=np.float32)
-                    self.warm = len(self.model.probabilities([silence])) == 1
+                    self.warm = len(self.model([silence])) == 1
             finally:
                 self.warming.release()
         return self.warm
 
-    def _probabilities(self, waves: list[np.ndarray]) -> np.ndarray:
-        """The model service's answer. BentoML 1.4 (>=1.4.30,<1.5) may reuse a pooled connection that
-        the model service has just closed after its keep-alive timeout (bentoml/BentoML#4971); the call has no
-        side effects, so it is retried on a fresh connection."""
-        for attempt in range(MODEL_CALL_ATTEMPTS):
-            try:
-                return np.stack(self.model.probabilities(waves))
-            except (aiohttp.ClientConnectionError, RuntimeError) as err:
-                if attempt == MODEL_CALL_ATTEMPTS - 1 or not _connection_lost(err):
-                    raise
-                LOG.warning("model service connection lost (%s); retrying", err)
-
     def classify_wave(self, wave: np.ndarray, options: Options) -> dict[str, Any]:
-        answer = classify_wave(wave, TARGET_SAMPLING_RATE, LABELS, self._probabilities, options)
+        answer = classify_wave(wave, TARGET_SAMPLING_RATE, LABELS, self.model, options)
         return {**answer, "model": self.model_tag}
 
     def classify_file(self, path: str | Path, options: Options) -> dict[str, Any]:
@@ -169,7 +156,9 @@ class EmotionClassifier:
         return {
             "model": self.model_tag,
             "labels": LABELS,
-            **self.model.describe(),
+            "backend": SETTINGS.backend,
+            "precision": self.predictor.precision,
+            "device": str(self.predictor.device),
             "sampling_rate": TARGET_SAMPLING_RATE,
             "max_seconds": SETTINGS.max_seconds,
             "max_upload_mb": SETTINGS.max_upload_bytes / 2**20,

@@ -37,7 +37,7 @@ class Settings:
     max_seconds: float  # SER_MAX_SECONDS: longer clips get 422
     max_upload_bytes: int  # SER_MAX_UPLOAD_MB: larger request bodies get 413
     max_batch_size: int  # SER_MAX_BATCH_SIZE: clips per batched model call (1: no batching)
-    max_latency_ms: int  # SER_MAX_LATENCY_MS: a queued clip waits at most this long before 503
+    max_latency_ms: int  # SER_MAX_LATENCY_MS: a clip waits at most this long for the model, then 503
     precision: str  # SER_PRECISION: auto (bf16 for large models where native, else fp32), fp32, bf16, int8
     device: str  # SER_DEVICE: where the model runs (default: cuda when a GPU is visible, else cpu)
     backend: str = "torch"  # SER_BACKEND: torch, or onnx (ONNX Runtime on the CPU, fp32 or int8)
@@ -58,14 +58,6 @@ class Settings:
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:
             raise ConfigError(f"SER_MAX_BATCH_SIZE must be 1 or more, got {self.max_batch_size}")
-
-    @property
-    def batching(self) -> dict:
-        """The model API's batching options for `bentoml.api` (adaptive batching unless the limit is 1)."""
-        if self.max_batch_size == 1:
-            return {"batchable": False}
-        limits = {"max_batch_size": self.max_batch_size, "max_latency_ms": self.max_latency_ms}
-        return {"batchable": True, **limits}
 
 
 SETTINGS = Settings.from_env()

@@ -68,7 +68,7 @@ def test_bentoml_build_contains_service_model_and_requirements(bento, store):
     name, version = model_tag.split(":")
     for path in (
         "src/service/service.py",
-        "src/service/model_service.py",
+        "src/service/dispatcher.py",
         "src/pipeline/inference/predictor.py",
         "src/demo/app.py",
         "src/demo/examples/neutral.flac",

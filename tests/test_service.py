@@ -162,9 +162,9 @@ def test_a_long_clip_gets_a_timeline_and_its_aggregate(server, clips):
 def _batch_histogram(url: str) -> tuple[float, float]:
     """(model calls, calls that held a single request) from the Prometheus metrics."""
     text = httpx.get(f"{url}/metrics", timeout=10).text
-    series = 'bentoml_service_adaptive_batch_size_{}{{{}method_name="probabilities"[^}}]*}} (\\S+)'
-    calls = sum(map(float, re.findall(series.format("count", ""), text)))
-    single = sum(map(float, re.findall(series.format("bucket", 'le="1.0",'), text)))
+    calls = sum(map(float, re.findall(r"^ser_model_batch_requests_count(?:\{[^}]*\})? (\S+)", text, re.M)))
+    single_bucket = r'^ser_model_batch_requests_bucket\{[^}]*le="1\.0"[^}]*\} (\S+)'
+    single = sum(map(float, re.findall(single_bucket, text, re.M)))
     return calls, single
 
 

@@ -1071,18 +1071,6 @@ def test_a_non_finite_or_negative_limit_is_a_config_error(env, name, value):
         Settings.from_env()
 
 
-@pytest.mark.parametrize(
-    "size, latency, expected",
-    [
-        (1, 100, {"batchable": False}),
-        (2, 100, {"batchable": True, "max_batch_size": 2, "max_latency_ms": 100}),
-        (16, 60_000, {"batchable": True, "max_batch_size": 16, "max_latency_ms": 60_000}),
-    ],
-)
-def test_batching_options(size, latency, expected):
-    assert Settings("t", 60.0, 1, size, latency, "auto", "cpu").batching == expected
-
-
 # --- pipeline/config.py (what tests/test_config.py does not cover) and pipeline/errors.py ------------
 
 

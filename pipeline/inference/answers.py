@@ -86,7 +86,7 @@ def classify_wave(
 ) -> dict:
     """{label, score, scores, duration_s} for `wave`, plus `segments` when a window is asked for.
 
-    `probabilities(waves)` returns one row per wave (a Predictor's, or the model service's). With
+    `probabilities(waves)` returns one row per wave (a Predictor's, or the service's dispatcher). With
     a window, the clip-level answer is the mean of the windows' probabilities.
     """
     options.check(len(labels))
