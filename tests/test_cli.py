@@ -100,4 +100,4 @@ def test_evaluate_and_predict_with_the_onnx_backend(trained, prepared, corpus, s
     refused = ser_here("predict", *args, "--backend", "onnx", "--precision", "bf16", clip, check=False)
     assert refused.returncode == 2
     (line,) = refused.stderr.strip().splitlines()
-    assert line.endswith("the onnx backend runs fp32 or int8, not bf16 (use --backend torch)")
+    assert line.endswith("the onnx backend runs fp32 or int8, not bf16; use --backend torch for bf16")

@@ -62,7 +62,7 @@ def test_train_with_and_without_the_default_config_is_the_same_run():
     without = _run_config(parse(["train"]))
     assert without == Config()
     assert _run_config(parse(["train", "--config", DEFAULT_YAML])) == without
-    assert without.train.epochs == 15 and without.data.path == "runs/demo/data"  # the embedded default
+    assert without.train.epochs == 30 and without.data.path == "runs/demo/data"  # the embedded default
     assert without.model.architecture == "wav2vec2-bert"
 
 
