@@ -11,6 +11,7 @@ from transformers import (
     AutoConfig,
     AutoFeatureExtractor,
     AutoModelForAudioClassification,
+    PretrainedConfig,
     PreTrainedModel,
     SeamlessM4TFeatureExtractor,
     Wav2Vec2FeatureExtractor,
@@ -112,9 +113,9 @@ def build_model(cfg: ModelConfig, labels: list[str], **config_overrides) -> PreT
     return model
 
 
-def model_labels(model: PreTrainedModel) -> list[str]:
-    """The class names in output order."""
-    return [model.config.id2label[i] for i in range(model.config.num_labels)]
+def model_labels(config: PretrainedConfig) -> list[str]:
+    """The class names of a classifier's config, in output order."""
+    return [config.id2label[i] for i in range(config.num_labels)]
 
 
 def load_checkpoint(checkpoint: str | Path) -> PreTrainedModel:

@@ -55,12 +55,12 @@ def test_export_records_labels_and_test_metrics(store):
 # `ser export` in a process whose ONNX exporter fails as it does on an operator it cannot convert.
 FAILING_ONNX_EXPORT = """
 import sys
-import pipeline.inference.export as export
+import pipeline.inference.onnx_model as onnx_model
 
 def unsupported(*args):
     raise RuntimeError("Exporting the operator 'aten::stft' to ONNX opset version 17 is not supported.")
 
-export.export_onnx = unsupported
+onnx_model.export_onnx = unsupported
 from pipeline.cli import main
 print("exit", main(["export", "--checkpoint", sys.argv[1]]), flush=True)
 print("exit", main(["export", "--checkpoint", sys.argv[1], "--no-onnx"]), flush=True)

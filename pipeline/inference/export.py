@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SerError, first_line
-from .onnx_model import ONNX_DIR, export_onnx
 
 DEFAULT_NAME = "ser-emotion"
 DEFAULT_TAG = f"{DEFAULT_NAME}:latest"
@@ -51,9 +50,11 @@ def _test_metrics(checkpoint: Path) -> dict[str, Any]:
     return {}
 
 
-def _write_onnx(checkpoint: Path, out: Path) -> None:
+def _write_onnx(checkpoint: Path, model_dir: Path) -> None:
+    from .onnx_model import ONNX_DIR, export_onnx  # torch and transformers: not for `ser serve`'s start
+
     try:
-        export_onnx(checkpoint, out)
+        export_onnx(checkpoint, model_dir / ONNX_DIR)
     except Exception as err:  # the exporter raises many kinds, e.g. for an operator it cannot convert
         raise SerError(
             f"cannot export {checkpoint} to ONNX ({first_line(err)}); "
@@ -89,7 +90,7 @@ def export_checkpoint(checkpoint_dir: str | Path, name: str = DEFAULT_NAME, onnx
         ) as model:
             shutil.copytree(checkpoint, model.path, dirs_exist_ok=True)
             if onnx:
-                _write_onnx(checkpoint, Path(model.path) / ONNX_DIR)
+                _write_onnx(checkpoint, Path(model.path))
     except ValueError as err:  # an invalid model name
         raise SerError(f"cannot register {checkpoint} as {name!r}: {err}") from err
     return str(model.tag)

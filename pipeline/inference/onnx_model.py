@@ -13,17 +13,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ConfigError, SerError
+from ..errors import ConfigError, SerError, first_line
 from ..model import load_checkpoint
 
 ONNX_DIR = "onnx"  # inside a checkpoint directory or a stored model
 ONNX_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
-ONNX_PRECISIONS = tuple(ONNX_FILES)
 OPSET = 17
 ONNX_TYPES = {"tensor(float)": np.float32, "tensor(int32)": np.int32, "tensor(int64)": np.int64}
 
 
-def _example_inputs(model, extractor) -> dict[str, torch.Tensor]:
+def _example_inputs(extractor) -> dict[str, torch.Tensor]:
     """Two clips of different lengths, so that the trace keeps batch and time dynamic."""
     waves = [np.zeros(extractor.sampling_rate, dtype=np.float32), np.zeros(12_000, dtype=np.float32)]
     waves[0][::7] = 0.1  # not silent: normalisation must not divide by zero
@@ -40,7 +39,7 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path) -> dict[str, Path]:
     from transformers import AutoFeatureExtractor
 
     model = load_checkpoint(checkpoint).eval()
-    inputs = _example_inputs(model, AutoFeatureExtractor.from_pretrained(checkpoint))
+    inputs = _example_inputs(AutoFeatureExtractor.from_pretrained(checkpoint))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {precision: out / name for precision, name in ONNX_FILES.items()}
@@ -103,19 +102,18 @@ class OnnxClassifier:
 
     device = torch.device("cpu")
 
-    def __init__(self, path: Path, precision: str, threads: int = 0):
+    def __init__(self, path: Path, precision: str):
         import onnxruntime
 
         self.precision = precision
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads  # 0: one per physical core
+        options = onnxruntime.SessionOptions()  # threads: one per physical core
         options.log_severity_level = 3  # errors only
         try:
             self.session = onnxruntime.InferenceSession(
                 str(path), options, providers=["CPUExecutionProvider"]
             )
         except Exception as err:  # onnxruntime raises its own untyped errors for bad files
-            raise SerError(f"cannot load the ONNX model {path}: {str(err).splitlines()[0]}") from err
+            raise SerError(f"cannot load the ONNX model {path}: {first_line(err)}") from err
         self.input_types = {i.name: ONNX_TYPES[i.type] for i in self.session.get_inputs()}
 
     def __call__(self, inputs: dict) -> torch.Tensor:

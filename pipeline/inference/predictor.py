@@ -108,7 +108,7 @@ class Predictor:
     @classmethod
     def from_model(cls, model, feature_extractor, precision: str = "fp32") -> Predictor:
         """A loaded PyTorch model, run at `precision`."""
-        return cls(TorchClassifier(model, precision), feature_extractor, model_labels(model))
+        return cls(TorchClassifier(model, precision), feature_extractor, model_labels(model.config))
 
     @classmethod
     def from_pretrained(
@@ -124,8 +124,7 @@ class Predictor:
             raise ConfigError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
         extractor = AutoFeatureExtractor.from_pretrained(checkpoint)
         if backend == "onnx":
-            config = AutoConfig.from_pretrained(checkpoint, trust_remote_code=False)
-            labels = [config.id2label[i] for i in range(config.num_labels)]
+            labels = model_labels(AutoConfig.from_pretrained(checkpoint, trust_remote_code=False))
             return cls(onnx_classifier(checkpoint, precision, device), extractor, labels)
         model = load_checkpoint(checkpoint)
         if device:
