@@ -19,8 +19,9 @@ from .errors import ConfigError, first_line
 from .small_models import SMALL_MODELS
 
 # Inference precision and backend of `ser predict/evaluate` and the service: auto = bf16 for models
-# of 10 M parameters or more where the hardware runs it natively (AVX512-BF16/AMX CPUs, CUDA GPUs),
-# else fp32; int8 = dynamic int8 linear layers (CPU). onnx = ONNX Runtime (CPU; fp32, int8).
+# of 10 M parameters or more where the hardware runs it natively (CUDA GPUs; AVX512-BF16/AMX CPUs
+# where a probe at load shows it faster), else fp32; int8 = dynamic int8 linear layers (CPU).
+# onnx = ONNX Runtime (CPU; fp32, int8).
 PRECISIONS, BACKENDS = ("auto", "fp32", "bf16", "int8"), ("torch", "onnx")
 TRAINERS = ("accelerate", "hf")
 SCHEDULES = ("linear", "cosine", "constant")

@@ -5,7 +5,8 @@ straightforward alternative, in one run, on loopback, with the same model and cl
   the model runs on its own thread and merges requests that arrive while it is busy) with each of
   --servers, a backend and a precision (SER_BACKEND: torch or onnx; SER_PRECISION: fp32, bf16,
   int8; the service's default, torch at auto precision, is bf16 for models of 10 M parameters or
-  more on CPUs with AVX512-BF16 or AMX, fp32 otherwise);
+  more where the hardware runs bf16 natively and, on a CPU, a probe at load shows it faster; fp32
+  otherwise);
 - alternative: `transformers.pipeline("audio-classification")` called per request behind a minimal
   FastAPI app (`scripts/baseline_server.py`, uvicorn, FastAPI's thread pool).
 

@@ -9,7 +9,8 @@ from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
 from pipeline.config import ModelConfig
 from pipeline.errors import ConfigError
-from pipeline.inference.predictor import AUTO_BF16_MIN_PARAMETERS, Predictor, resolve_precision
+from pipeline.inference import predictor as predictor_module
+from pipeline.inference.predictor import AUTO_BF16_MIN_PARAMETERS, Predictor, bf16_pays, resolve_precision
 from pipeline.model import build_feature_extractor, build_model, takes_waveform
 from pipeline.small_models import SMALL_MODELS
 
@@ -94,6 +95,34 @@ def test_auto_precision_is_bf16_only_for_large_models_on_native_hardware(monkeyp
         resolve_precision("int4", cpu, small)
     with pytest.raises(ConfigError, match="CPU only"):
         resolve_precision("int8", torch.device("cuda"), large)
+
+
+@pytest.mark.fast
+def test_auto_keeps_bf16_on_a_cpu_only_where_a_probe_shows_it_faster(monkeypatch):
+    """CPUs that report native bf16 can still run it slower than fp32 (no AMX): "auto" times both."""
+    model, extractor = build_model(ModelConfig(), LABELS), build_feature_extractor(ModelConfig())
+    monkeypatch.setattr(predictor_module, "AUTO_BF16_MIN_PARAMETERS", 0)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    for pays, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(predictor_module, "bf16_pays", lambda model, inputs, pays=pays: pays)
+        assert Predictor.from_model(model, extractor, "auto").precision == expected
+        assert Predictor.from_model(model, extractor, "bf16").precision == "bf16"  # asked for: not timed
+
+
+@pytest.mark.fast
+def test_the_bf16_probe_times_both_precisions():
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.autocast = []
+
+        def forward(self, x):
+            self.autocast.append(torch.is_autocast_enabled("cpu"))
+            return x
+
+    model = Recorder()
+    assert bf16_pays(model, {"x": torch.zeros(1)}) in (True, False)
+    assert sorted(model.autocast) == [False] * 4 + [True] * 4
 
 
 @pytest.mark.fast
