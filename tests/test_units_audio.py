@@ -36,7 +36,8 @@ from pipeline.data.audio import (
     trim_silence,
 )
 from pipeline.errors import AudioError, InputError
-from pipeline.inference.answers import MAX_WINDOWS, Options, classify_wave, window_starts
+from pipeline.inference.answers import MAX_WINDOWS, Options, classify_wave
+from pipeline.inference.timeline import window_starts
 from service.errors import status_of
 from service.wav_header import check_wav
 

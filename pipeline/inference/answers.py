@@ -1,5 +1,5 @@
-"""Every answer of `ser predict`, the REST API and the demo: a whole clip's emotion or, with a
-window, a timeline of windows plus their aggregate. One function builds them, so all three agree."""
+"""Every answer of `ser predict`, the REST API and the demo: a whole clip's emotion or a timeline
+(fixed windows or speech segments) plus its aggregate. One function builds them, so all three agree."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ import numpy as np
 
 from ..arguments import option
 from ..errors import LimitError, OptionError, seconds_past
+from .timeline import SEGMENT_WINDOW_S, Span, Spans
+from .vad import VadConfig
 
 MIN_SECONDS = 0.1  # shorter clips do not fill the encoder's receptive field
 MIN_WINDOW_S = 0.5
 MIN_HOP_S = 0.1
 MAX_WINDOWS = 1000
+MAX_SPAN_S = 60.0  # the longest window: the model's attention grows with its square
 
 
 @dataclass
@@ -34,14 +37,24 @@ class Prediction:
         return asdict(self)
 
 
+SEGMENTS = ("vad",)
+
+
 @dataclass(frozen=True)
 class Options:
     """How to answer: the `top_k` best labels (None: all, in label order), and an optional
-    timeline of `window_s` windows every `hop_s` seconds (hop defaults to the window)."""
+    timeline: of `window_s` windows every `hop_s` seconds (hop defaults to the window), or with
+    `segments="vad"` of speech segments (silence left out; longer ones cut into `window_s` windows,
+    `SEGMENT_WINDOW_S` by default)."""
 
     top_k: int | None = option(None, "only the k most probable labels, best first; none: all")
     window_s: float | None = option(None, "add a timeline of windows this long (seconds)")
     hop_s: float | None = option(None, "seconds between window starts; none: the window")
+    segments: str | None = option(
+        None,
+        "vad: a timeline of speech segments (voice-activity detector), silence left out",
+        choices=SEGMENTS,
+    )
 
     def check(self, n_labels: int) -> None:
         """Raise OptionError for values no clip could satisfy."""
@@ -53,28 +66,59 @@ class Options:
             raise OptionError(f"window_s must be at least {MIN_WINDOW_S} s and finite, got {self.window_s}")
         if self.hop_s is not None and not MIN_HOP_S <= self.hop_s < math.inf:
             raise OptionError(f"hop_s must be at least {MIN_HOP_S} s and finite, got {self.hop_s}")
+        if self.segments not in (None, *SEGMENTS):
+            raise OptionError(f"segments must be one of {', '.join(SEGMENTS)}, got {self.segments!r}")
+
+    @property
+    def timeline(self) -> bool:
+        return self.window_s is not None or self.segments is not None
+
+    def spans(self, sampling_rate: int, vad: VadConfig | None = None) -> Spans:
+        """The spans this timeline classifies, for a recording at `sampling_rate` (windows of at
+        most `MAX_SPAN_S`)."""
+        window_s = self.window_s or SEGMENT_WINDOW_S
+        window = round(min(window_s, MAX_SPAN_S) * sampling_rate)
+        hop = round(min(self.hop_s or window_s, MAX_SPAN_S) * sampling_rate)
+        return Spans(sampling_rate, window, hop, self.segments, vad or VadConfig())
 
 
-def _samples(seconds: float, clip_samples: int, sampling_rate: int) -> int:
-    """`seconds` in samples, at most the clip's length (1e308 s times the rate would overflow)."""
-    return clip_samples if seconds >= clip_samples / sampling_rate else round(seconds * sampling_rate)
-
-
-def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
-    """Starts of `window`-sample windows every `hop` samples; the last one ends at the clip's end,
-    so every window has the same length (a clip no longer than one window is one window)."""
-    if n_samples <= window:
-        return [0]
-    starts = list(range(0, n_samples - window, hop))
-    return starts + [n_samples - window]
-
-
-def _answer(probabilities: np.ndarray, labels: list[str], top_k: int | None) -> dict:
+def answer(probabilities: np.ndarray, labels: list[str], top_k: int | None) -> dict:
+    """{label, score, scores} of one row of class probabilities, with only the `top_k` best scores."""
     prediction = Prediction.from_scores(probabilities, labels).to_dict()
     if top_k is not None:
         best = sorted(prediction["scores"].items(), key=lambda item: -item[1])[:top_k]
         prediction["scores"] = dict(best)
     return prediction
+
+
+def segment_answer(
+    span: Span, row: np.ndarray, sampling_rate: int, labels: list[str], top_k: int | None
+) -> dict:
+    start, end = span
+    return {
+        "start": round(start / sampling_rate, 3),
+        "end": round(end / sampling_rate, 3),
+        **answer(row, labels, top_k),
+    }
+
+
+class Overall:
+    """The recording's answer from its spans: their probabilities' mean, weighted by duration
+    (plain for fixed windows, which all have one length)."""
+
+    def __init__(self):
+        self.total, self.seconds = 0.0, 0.0
+
+    def add(self, span: Span, row: np.ndarray) -> None:
+        self.total = self.total + row * (span[1] - span[0])
+        self.seconds += span[1] - span[0]
+
+    def answer(self, labels: list[str], top_k: int | None) -> dict:
+        if not self.seconds:
+            raise LimitError(
+                "no speech found (voice-activity detector); leave out segments to classify the whole clip"
+            )
+        return answer(self.total / self.seconds, labels, top_k)
 
 
 def classify_wave(
@@ -84,37 +128,33 @@ def classify_wave(
     probabilities: Callable[[list[np.ndarray]], np.ndarray],
     options: Options = Options(),
 ) -> dict:
-    """{label, score, scores, duration_s} for `wave`, plus `segments` when a window is asked for.
+    """{label, score, scores, duration_s} for `wave`, plus `segments` when a timeline is asked for.
 
-    `probabilities(waves)` returns one row per wave (a Predictor's, or the service's dispatcher). With
-    a window, the clip-level answer is the mean of the windows' probabilities.
+    `probabilities(waves)` returns one row per wave (a Predictor's, or the service's dispatcher),
+    called once. With a timeline, the clip-level answer is the mean of its spans' probabilities.
     """
     options.check(len(labels))
     duration = len(wave) / sampling_rate
     if duration < MIN_SECONDS:
         shown = seconds_past(duration, 3, up=False)
         raise LimitError(f"audio is {shown} s long, the minimum is {MIN_SECONDS:g} s")
-    if options.window_s is None:
+    if not options.timeline:
         return {
-            **_answer(np.asarray(probabilities([wave]))[0], labels, options.top_k),
+            **answer(np.asarray(probabilities([wave]))[0], labels, options.top_k),
             "duration_s": round(duration, 3),
         }
-    window = _samples(options.window_s, len(wave), sampling_rate)
-    hop = _samples(options.hop_s or options.window_s, len(wave), sampling_rate)
-    starts = window_starts(len(wave), window, hop)
-    if len(starts) > MAX_WINDOWS:
-        raise OptionError(f"{len(starts)} windows: the limit is {MAX_WINDOWS}; use a longer hop_s")
-    rows = np.asarray(probabilities([wave[s : s + window] for s in starts]))
-    segments = [
-        {
-            "start": round(s / sampling_rate, 3),
-            "end": round(min(s + window, len(wave)) / sampling_rate, 3),
-            **_answer(row, labels, options.top_k),
-        }
-        for s, row in zip(starts, rows)
-    ]
+    spans = options.spans(sampling_rate)
+    found = spans.feed(wave) + spans.finish()
+    if len(found) > MAX_WINDOWS:
+        raise OptionError(f"{len(found)} windows: the limit is {MAX_WINDOWS}; use a longer hop_s")
+    rows = np.asarray(probabilities([wave[s:e] for s, e in found])) if found else []
+    overall = Overall()
+    for span, row in zip(found, rows):
+        overall.add(span, row)
     return {
-        **_answer(rows.mean(axis=0), labels, options.top_k),
+        **overall.answer(labels, options.top_k),
         "duration_s": round(duration, 3),
-        "segments": segments,
+        "segments": [
+            segment_answer(span, row, sampling_rate, labels, options.top_k) for span, row in zip(found, rows)
+        ],
     }
