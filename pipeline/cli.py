@@ -16,6 +16,7 @@ from .arguments import add_flags, from_flags, given_flags
 from .config import BACKENDS, PRECISIONS, Config, PrepareConfig, SynthConfig, load_config
 from .errors import SerError
 from .inference.answers import Options
+from .inference.vad import VadConfig
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 
@@ -159,25 +160,13 @@ def _predict(args) -> None:
     missing = [f for f in args.files if not Path(f).is_file()]
     if missing:
         raise SerError(f"file not found: {missing[0]}")
-    from transformers.utils.logging import disable_progress_bar
+    from .inference.recording import predict_files
 
-    from .data.audio import decoder_messages_silenced, load_audio
-    from .inference.answers import classify_wave
-    from .inference.memory import retain_freed_memory
-    from .inference.predictor import Predictor
-
-    options = from_flags(Options, args)
-    retain_freed_memory()
-    disable_progress_bar()  # stderr has only an error, in one line ("Loading weights" drew a bar there)
-    predictor = Predictor.from_pretrained(args.checkpoint, precision=args.precision, backend=args.backend)
-    options.check(len(predictor.labels))
-    for path in args.files:
-        with decoder_messages_silenced():  # an error is one line, without the decoder's notes
-            wave = load_audio(path, predictor.sampling_rate)
-        answer = classify_wave(
-            wave, predictor.sampling_rate, predictor.labels, predictor.probabilities, options
-        )
-        print(json.dumps({"file": path, **answer}), flush=True)
+    options, vad = from_flags(Options, args), from_flags(VadConfig, args)
+    for answer in predict_files(
+        args.files, args.checkpoint, options, vad, args.output, args.precision, args.backend
+    ):
+        print(json.dumps(answer), flush=True)
 
 
 def _export(args) -> None:
@@ -263,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="classify audio files (one JSON line each, as the REST API answers)")
     p.add_argument("--checkpoint", required=True)
     add_flags(p, Options)
+    add_flags(p, VadConfig)
+    p.add_argument("--output", help="write the timeline (one line per segment) to this .jsonl or .csv file")
     p.add_argument("--precision", choices=PRECISIONS, default="auto", help=f"default auto; {PRECISION_HELP}")
     p.add_argument("--backend", choices=BACKENDS, default="torch", help=BACKEND_HELP)
     p.add_argument("files", nargs="+")

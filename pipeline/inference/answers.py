@@ -107,11 +107,12 @@ class Overall:
     (plain for fixed windows, which all have one length)."""
 
     def __init__(self):
-        self.total, self.seconds = 0.0, 0.0
+        self.total, self.seconds, self.count = 0.0, 0.0, 0
 
     def add(self, span: Span, row: np.ndarray) -> None:
         self.total = self.total + row * (span[1] - span[0])
         self.seconds += span[1] - span[0]
+        self.count += 1
 
     def answer(self, labels: list[str], top_k: int | None) -> dict:
         if not self.seconds:
@@ -119,6 +120,12 @@ class Overall:
                 "no speech found (voice-activity detector); leave out segments to classify the whole clip"
             )
         return answer(self.total / self.seconds, labels, top_k)
+
+
+def check_duration(seconds: float) -> None:
+    if seconds < MIN_SECONDS:
+        shown = seconds_past(seconds, 3, up=False)
+        raise LimitError(f"audio is {shown} s long, the minimum is {MIN_SECONDS:g} s")
 
 
 def classify_wave(
@@ -135,9 +142,7 @@ def classify_wave(
     """
     options.check(len(labels))
     duration = len(wave) / sampling_rate
-    if duration < MIN_SECONDS:
-        shown = seconds_past(duration, 3, up=False)
-        raise LimitError(f"audio is {shown} s long, the minimum is {MIN_SECONDS:g} s")
+    check_duration(duration)
     if not options.timeline:
         return {
             **answer(np.asarray(probabilities([wave]))[0], labels, options.top_k),

@@ -21,13 +21,23 @@ FRAME_S = 0.01
 
 @dataclass(frozen=True)
 class VadConfig:
-    margin_db: float = option(12.0, "a frame is speech this many dB above the noise floor")
-    min_level_db: float = option(-50.0, "and at least this loud (dB relative to full scale)")
-    floor_rise_db_per_s: float = option(3.0, "how fast the noise floor follows a louder background")
-    min_silence_s: float = option(0.3, "pauses shorter than this stay inside a segment")
-    min_speech_s: float = option(0.2, "segments shorter than this are dropped")
-    pad_s: float = option(0.1, "context kept before and after each segment")
-    max_segment_s: float = option(60.0, "speech without a pause is cut here (bounds what is held)")
+    margin_db: float = option(
+        12.0, "a frame is speech this many dB above the noise floor", flag="--vad-margin-db"
+    )
+    min_level_db: float = option(
+        -50.0, "and at least this loud (dB relative to full scale)", flag="--vad-min-level-db"
+    )
+    floor_rise_db_per_s: float = option(
+        3.0, "how fast the noise floor follows a louder background", flag="--vad-floor-rise-db-per-s"
+    )
+    min_silence_s: float = option(
+        0.3, "pauses shorter than this stay inside a segment", flag="--vad-min-silence-s"
+    )
+    min_speech_s: float = option(0.2, "segments shorter than this are dropped", flag="--vad-min-speech-s")
+    pad_s: float = option(0.1, "context kept before and after each segment", flag="--vad-pad-s")
+    max_segment_s: float = option(
+        60.0, "speech without a pause is cut here (bounds what is held)", flag="--vad-max-segment-s"
+    )
 
 
 def frame_levels(wave: np.ndarray, frame: int) -> np.ndarray:

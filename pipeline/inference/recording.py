@@ -1,0 +1,139 @@
+"""`ser predict` on a recording of any length: read in blocks, its timeline classified as it is
+read, each span written out as it is known. Memory is bounded by a block and the longest span,
+not by the recording."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from tqdm.auto import tqdm
+
+from ..data.audio import decoder_messages_silenced, load_audio
+from ..data.blocks import audio_blocks, header_seconds
+from ..errors import LimitError, OptionError
+from .answers import Options, Overall, check_duration, classify_wave, segment_answer
+from .memory import retain_freed_memory
+from .predictor import Predictor
+from .timeline import classify_blocks
+from .vad import VadConfig
+
+OUTPUT_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv"}
+MAX_WHOLE_CLIP_S = 60.0  # one forward pass over more than this takes gigabytes (attention)
+
+
+def long_file_check(path: str) -> None:
+    """Refuse a whole-clip answer for a file longer than `MAX_WHOLE_CLIP_S` (it needs a timeline)."""
+    seconds = header_seconds(path)
+    if seconds > MAX_WHOLE_CLIP_S:
+        raise LimitError(
+            f"{path} is {seconds:.1f} s long; a whole-clip answer stops at {MAX_WHOLE_CLIP_S:g} s: "
+            "add --segments vad (speech segments) or --window-s (fixed windows)"
+        )
+
+
+class TimelineWriter:
+    """Spans as JSON lines (`.jsonl`) or CSV rows (`.csv`: file, start, end, label, score, then one
+    column per label), one per span, written as they come."""
+
+    def __init__(self, sink: IO[str], kind: str, labels: list[str]):
+        self.sink, self.kind = sink, kind
+        if kind == "csv":
+            self.csv = csv.writer(sink)
+            self.csv.writerow(["file", "start", "end", "label", "score", *labels])
+        self.labels = labels
+
+    @classmethod
+    def kind_of(cls, path: str | Path) -> str:
+        kind = OUTPUT_FORMATS.get(Path(path).suffix.lower())
+        if kind is None:
+            raise OptionError(f"--output {path}: name a .jsonl or .csv file")
+        return kind
+
+    def write(self, file: str, segment: dict) -> None:
+        if self.kind == "csv":
+            scores = [segment["scores"].get(label, "") for label in self.labels]
+            self.csv.writerow(
+                [file, segment["start"], segment["end"], segment["label"], segment["score"], *scores]
+            )
+        else:
+            self.sink.write(json.dumps({"file": file, **segment}) + "\n")
+
+
+def predict_recording(
+    path: str,
+    predictor: Predictor,
+    options: Options,
+    writer: TimelineWriter | None = None,
+    vad: VadConfig | None = None,
+    batch_size: int = 16,
+) -> dict:
+    """The answer for the recording at `path` with its timeline (`options` asks for one): the
+    segments in the answer, or, with a `writer`, written there and counted in `segments_written`."""
+    sr, labels = predictor.sampling_rate, predictor.labels
+    spans = options.spans(sr, vad)
+    overall, segments, seconds = Overall(), [], 0.0
+    with tqdm(
+        total=round(header_seconds(path), 1) or None, unit="s", desc=Path(path).name, disable=None
+    ) as bar:
+
+        def blocks():
+            nonlocal seconds
+            for block in audio_blocks(path, sr):
+                seconds += len(block) / sr
+                bar.update(round(len(block) / sr, 1))
+                yield block
+            check_duration(seconds)
+
+        for span, row in classify_blocks(blocks(), spans, predictor.probabilities, batch_size):
+            overall.add(span, row)
+            segment = segment_answer(span, row, sr, labels, options.top_k)
+            if writer is None:
+                segments.append(segment)
+            else:
+                writer.write(path, segment)
+    timeline = {"segments": segments} if writer is None else {"segments_written": overall.count}
+    return {**overall.answer(labels, options.top_k), "duration_s": round(seconds, 3), **timeline}
+
+
+def predict_files(
+    files: list[str],
+    checkpoint: str,
+    options: Options,
+    vad: VadConfig,
+    output: str | None = None,
+    precision: str = "auto",
+    backend: str = "torch",
+) -> Iterator[dict]:
+    """`ser predict`: one answer per file; a timeline is read in blocks and, with `output`, written
+    there as it is found."""
+    from transformers.utils.logging import disable_progress_bar
+
+    kind = output and TimelineWriter.kind_of(output)
+    if kind and not options.timeline:
+        raise OptionError("--output writes a timeline: add --segments vad or --window-s")
+    retain_freed_memory()
+    disable_progress_bar()  # stderr has only an error, in one line ("Loading weights" drew a bar there)
+    predictor = Predictor.from_pretrained(checkpoint, precision=precision, backend=backend)
+    options.check(len(predictor.labels))
+    with contextlib.ExitStack() as stack:
+        writer = None
+        if kind:
+            writer = TimelineWriter(
+                stack.enter_context(open(output, "w", newline="")), kind, predictor.labels
+            )
+        for path in files:
+            with decoder_messages_silenced():  # an error is one line, without the decoder's notes
+                if options.timeline:
+                    answer = predict_recording(path, predictor, options, writer, vad)
+                else:
+                    long_file_check(path)
+                    wave = load_audio(path, predictor.sampling_rate)
+                    answer = classify_wave(
+                        wave, predictor.sampling_rate, predictor.labels, predictor.probabilities, options
+                    )
+            yield {"file": path, **answer}
