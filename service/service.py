@@ -1,5 +1,5 @@
-"""BentoML service: `POST /classify` (multipart), `POST /classify_array` (JSON), `POST /info`, and
-the Gradio demo at `/ui`, in one process on one port.
+"""BentoML service: `POST /classify` (multipart), `POST /classify_array` (JSON), `POST /info`, live
+speech over the WebSocket `/stream`, and the Gradio demo at `/ui`, in one process on one port.
 
 Requests are decoded and validated here, and the model runs in this process behind a `Dispatcher`
 thread, which merges requests that arrive while it is busy into one call. Settings come from the
@@ -32,6 +32,7 @@ from service.inputs import AudioUpload, HopS, NoInput, Samples, SamplesInput, Sa
 from service.limits import UploadLimit
 from service.logs import log_refusal, log_refusals_as_warnings
 from service.settings import SETTINGS
+from service.stream import Route, StreamEndpoint, StreamLimits
 from service.wav_header import check_wav
 
 # Resolved at import: the demo shows its tag and labels, and `bentoml build` checks it exists.
@@ -70,9 +71,23 @@ ui = gr.mount_gradio_app(
         LABELS,
         str(MODEL.tag),
         example_clips(),
+        live=lambda waves: bentoml.get_current_service().model(waves),
     ),
     path="",
     max_file_size=SETTINGS.max_upload_bytes,
+)
+
+
+# Live speech over a WebSocket, on the model the REST API uses (its dispatcher merges both).
+stream = StreamEndpoint(
+    lambda: bentoml.get_current_service().model,
+    LABELS,
+    StreamLimits(
+        SETTINGS.stream_max_open,
+        SETTINGS.stream_max_seconds,
+        SETTINGS.stream_idle_s,
+        SETTINGS.stream_max_message_bytes,
+    ),
 )
 
 
@@ -166,7 +181,8 @@ class EmotionClassifier:
 
 
 # Outermost first: every error answer is `{"error": ...}`, then request bodies are bounded.
-EmotionClassifier.add_asgi_middleware(JSONErrors, skip_prefixes=("/ui",))
+EmotionClassifier.add_asgi_middleware(JSONErrors, skip_prefixes=("/ui", "/stream"))
 EmotionClassifier.add_asgi_middleware(
     UploadLimit, max_bytes=SETTINGS.max_upload_bytes, paths=("/classify", "/classify_array")
 )
+EmotionClassifier.add_asgi_middleware(Route, endpoint=stream, path="/stream")

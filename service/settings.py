@@ -41,6 +41,11 @@ class Settings:
     precision: str  # SER_PRECISION: auto (bf16 for large models where native, else fp32), fp32, bf16, int8
     device: str  # SER_DEVICE: where the model runs (default: cuda when a GPU is visible, else cpu)
     backend: str = "torch"  # SER_BACKEND: torch, or onnx (ONNX Runtime on the CPU, fp32 or int8)
+    # The streaming endpoint (/stream): beyond each bound a stream is closed, with the reason.
+    stream_max_open: int = 8  # SER_STREAM_MAX_OPEN: streams open at once
+    stream_max_seconds: float = 600.0  # SER_STREAM_MAX_SECONDS: audio per stream
+    stream_idle_s: float = 10.0  # SER_STREAM_IDLE_S: seconds without a message
+    stream_max_message_bytes: int = 2**18  # SER_STREAM_MAX_MESSAGE_KB: one message (256 KiB)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -53,6 +58,10 @@ class Settings:
             precision=_env_choice("SER_PRECISION", PRECISIONS),
             device=os.environ.get("SER_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu"),
             backend=_env_choice("SER_BACKEND", BACKENDS),
+            stream_max_open=int(_env_number("SER_STREAM_MAX_OPEN", 8)),
+            stream_max_seconds=_env_number("SER_STREAM_MAX_SECONDS", 600.0),
+            stream_idle_s=_env_number("SER_STREAM_IDLE_S", 10.0),
+            stream_max_message_bytes=int(_env_number("SER_STREAM_MAX_MESSAGE_KB", 256) * 2**10),
         )
 
     def __post_init__(self) -> None:
