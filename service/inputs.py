@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import bentoml
 from pydantic import BeforeValidator, ConfigDict, Field, ValidationError
@@ -53,6 +53,10 @@ WindowS = Annotated[
 ]
 HopS = Annotated[
     float | None, NotBool, _described("seconds between window starts (default: window_s)", minimum=MIN_HOP_S)
+]
+Segments = Annotated[
+    Literal["vad"] | None,
+    _described("vad: a timeline of speech segments (voice-activity detector), silence left out"),
 ]
 Samples = Annotated[list[float] | list[list[float]], _described("mono, or frames of channels")]
 SamplingRate = Annotated[
@@ -130,6 +134,7 @@ class ClipOptions(StrictInput):
     top_k: TopK = None
     window_s: WindowS = None
     hop_s: HopS = None
+    segments: Segments = None
 
 
 class AudioUpload(ClipOptions):

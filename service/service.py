@@ -28,7 +28,17 @@ from pipeline.inference.memory import retain_freed_memory
 from pipeline.inference.predictor import Predictor
 from service.dispatcher import Dispatcher
 from service.errors import JSONErrors, status_of
-from service.inputs import AudioUpload, HopS, NoInput, Samples, SamplesInput, SamplingRate, TopK, WindowS
+from service.inputs import (
+    AudioUpload,
+    HopS,
+    NoInput,
+    Samples,
+    SamplesInput,
+    SamplingRate,
+    Segments,
+    TopK,
+    WindowS,
+)
 from service.limits import UploadLimit
 from service.logs import log_refusal, log_refusals_as_warnings
 from service.settings import SETTINGS
@@ -138,14 +148,17 @@ class EmotionClassifier:
         top_k: TopK = None,
         window_s: WindowS = None,
         hop_s: HopS = None,
+        segments: Segments = None,
     ) -> dict[str, Any]:
         """Classify an uploaded clip (WAV, FLAC, OGG or MP3, any sample rate, mono or stereo).
 
         Returns label, score, scores (probability per label), duration_s and model, plus segments
-        (start, end, label, score, scores) when window_s is given; bad input gets a 4xx answer, and
-        a clip the busy model could not take in time a 503, with a JSON body `{"error": "..."}`.
+        (start, end, label, score, scores) when window_s or segments=vad is given; bad input gets a
+        4xx answer, and a clip the busy model could not take in time a 503, with a JSON body
+        `{"error": "..."}`.
         """
-        return _answer(ctx, lambda: self.classify_file(audio, Options(top_k, window_s, hop_s)), audio)
+        options = Options(top_k, window_s, hop_s, segments)
+        return _answer(ctx, lambda: self.classify_file(audio, options), audio)
 
     @bentoml.api(route="/classify_array", input_spec=SamplesInput)
     def classify_array(
@@ -156,12 +169,13 @@ class EmotionClassifier:
         top_k: TopK = None,
         window_s: WindowS = None,
         hop_s: HopS = None,
+        segments: Segments = None,
     ) -> dict[str, Any]:
         """Classify audio already in memory: the same answer as /classify for the same samples."""
 
         def classify() -> dict[str, Any]:
             wave = load_samples(samples, sampling_rate, max_seconds=SETTINGS.max_seconds)
-            return self.classify_wave(wave, Options(top_k, window_s, hop_s))
+            return self.classify_wave(wave, Options(top_k, window_s, hop_s, segments))
 
         return _answer(ctx, classify)
 

@@ -48,8 +48,8 @@ from service.settings import Settings
 pytestmark = pytest.mark.fast
 
 LIMIT = 2**18  # 0.25 MB
-FORM_FIELDS = "the fields are audio, top_k, window_s, hop_s"
-JSON_FIELDS = "the fields are samples, sampling_rate, top_k, window_s, hop_s"
+FORM_FIELDS = "the fields are audio, top_k, window_s, hop_s, segments"
+JSON_FIELDS = "the fields are samples, sampling_rate, top_k, window_s, hop_s, segments"
 NOT_FOUND_HINT = "(the API: POST /classify, POST /classify_array, POST /info; docs at /)"
 
 
@@ -770,10 +770,11 @@ def test_an_upload_is_parsed_into_typed_options_and_a_file(api, uploads):
     )
     assert response.status_code == 200, response.text
     body = response.json()
-    assert {k: body[k] for k in ("top_k", "window_s", "hop_s")} == {
+    assert {k: body[k] for k in ("top_k", "window_s", "hop_s", "segments")} == {
         "top_k": 2,
         "window_s": 1.5,
         "hop_s": None,
+        "segments": None,
     }
     assert body["audio"]["content"] == "RIFF data"
     assert body["audio"]["dir"] == str(uploads) and body["audio"]["name"].endswith("upload.wav")
@@ -827,7 +828,7 @@ def test_any_file_name_is_stored_under_the_upload_directory(api, uploads):
 @pytest.mark.parametrize(
     "request_, expected",
     [
-        ({"json": OK}, {**OK, "top_k": None, "window_s": None, "hop_s": None}),
+        ({"json": OK}, {**OK, "top_k": None, "window_s": None, "hop_s": None, "segments": None}),
         (
             {"json": {"samples": [[0.1, -0.1], [0, 1]], "sampling_rate": 44100.0, "top_k": 2, "hop_s": 1}},
             {
@@ -836,11 +837,12 @@ def test_any_file_name_is_stored_under_the_upload_directory(api, uploads):
                 "top_k": 2,
                 "window_s": None,
                 "hop_s": 1.0,
+                "segments": None,
             },
         ),
         (  # any media type but multipart is read as JSON
             raw(json.dumps({**OK, "window_s": None}), "text/plain"),
-            {**OK, "top_k": None, "window_s": None, "hop_s": None},
+            {**OK, "top_k": None, "window_s": None, "hop_s": None, "segments": None},
         ),
     ],
     ids=["mono", "frames-of-channels", "text-plain-json"],
