@@ -1,8 +1,9 @@
 """Voice-activity detection: where the speech is in a recording, read block by block.
 
 An energy detector of our own (why not a packaged neural one: docs/long_audio.md). Each 10-ms frame
-is speech when its level is `margin_db` above the noise floor, which follows the quietest recent
-frames (it drops at once and rises by `floor_rise_db_per_s`), and above `min_level_db`. Speech
+is speech when its level is `margin_db` above the noise floor, which starts at the quietest tenth
+of the first block's frames and follows the quietest recent ones (it drops at once and rises by
+`floor_rise_db_per_s`), and above `min_level_db`. Speech
 frames less than `min_silence_s` apart join one segment; segments shorter than `min_speech_s` are
 dropped (clicks), the rest get `pad_s` of context on each side.
 """
@@ -78,6 +79,8 @@ class SpeechDetector:
         wave = np.concatenate([self.rest, block]) if len(self.rest) else block
         levels = frame_levels(wave, self.frame)
         self.rest = wave[len(levels) * self.frame :]
+        if self.floor == np.inf and len(levels):  # speech at the very start needs a floor below it
+            self.floor = float(np.percentile(levels, 10))
         done = []
         for i, level in enumerate(levels, start=self.frames):
             self.floor = min(level, self.floor + self.rise)
