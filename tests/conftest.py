@@ -154,7 +154,15 @@ def trained(prepared, tmp_path_factory) -> Path:
 # mask: the hard case for batching), registered once and served once for the whole session.
 # fp32, so that answers can be compared with the in-process predictor to 1e-4 (the journey test
 # serves at the default precision).
-SERVICE_ENV = {"SER_MAX_SECONDS": "20", "SER_MAX_UPLOAD_MB": "4", "SER_PRECISION": "fp32"}
+SERVICE_ENV = {
+    "SER_MAX_SECONDS": "20",
+    "SER_MAX_UPLOAD_MB": "4",
+    "SER_PRECISION": "fp32",
+    "SER_STREAM_MAX_OPEN": "3",
+    "SER_STREAM_IDLE_S": "3",
+    "SER_STREAM_MAX_SECONDS": "20",
+    "SER_STREAM_MAX_MESSAGE_KB": "64",
+}
 
 
 @pytest.fixture(scope="session")
