@@ -10,7 +10,7 @@ import tracemalloc
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import LABELS, make_tiny_checkpoint
+from helpers import LABELS, assert_error, make_tiny_checkpoint, post_array, post_audio
 
 from pipeline.data.audio import load_audio, resample, trim_silence
 from pipeline.data.blocks import BlockResampler, audio_blocks
@@ -248,3 +248,22 @@ def test_predict_writes_the_timeline_of_a_long_file(default_training, tmp_path, 
     sf.write(hour_long, np.zeros(61 * SR, np.int16), SR)
     bad = ser_here("predict", "--checkpoint", checkpoint, str(hour_long), check=False)
     assert bad.returncode == 2 and "add --segments vad" in bad.stderr and len(bad.stderr.splitlines()) == 1
+
+
+def test_rest_answers_speech_segments_as_the_library_does(server, service_checkpoint, tmp_path):
+    wave, truth = concatenation(4, seed=7)
+    path = tmp_path / "four.wav"
+    sf.write(path, wave, SR, subtype="PCM_16")
+    answer = post_audio(server, "four.wav", path.read_bytes(), segments="vad")
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert len(body["segments"]) == len(truth)
+    p = Predictor.from_pretrained(service_checkpoint, precision="fp32")
+    local = classify_wave(load_audio(path), SR, p.labels, p.probabilities, Options(segments="vad"))
+    assert [(s["start"], s["end"]) for s in body["segments"]] == [
+        (s["start"], s["end"]) for s in local["segments"]
+    ]
+    assert body["scores"] == pytest.approx(local["scores"], abs=1e-4)
+    silent = post_array(server, np.zeros(SR * 2).tolist(), segments="vad")
+    assert "no speech found" in assert_error(silent, 422)
+    assert "segments" in assert_error(post_array(server, wave[:SR].tolist(), segments="words"), 400)
