@@ -1,0 +1,137 @@
+"""Benchmark `ser predict --segments vad` on long recordings: real-time factor, peak memory, and
+whether the segments and their emotions are the ones in the recording.
+
+The recording: synthetic utterances of the demo corpus's speakers (four emotions) with 0.6-2 s of
+quiet background between them, one cycle of about 2 minutes repeated to the length asked, written
+as 16-bit WAV at 16 kHz; every utterance's span and emotion is known. Each run is a fresh
+`ser predict --segments vad --output timeline.jsonl` process, its peak resident memory sampled
+every 20 ms. Baselines in the same run: the same command on a 3-s clip (what the process needs
+whatever the length) and a bare `import torch`.
+
+    .venv/bin/python scripts/bench_long.py     # after `make run` (the demo model); about 2 minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import soundfile as sf
+
+from pipeline.data.synth import make_speakers, synthesize_utterance
+from pipeline.inference.serve import REPO_ROOT
+
+SR = 16_000
+MODEL = REPO_ROOT / "runs" / "demo" / "model"
+EMOTIONS = ["angry", "happy", "neutral", "sad"]
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
+def write_recording(path: Path, minutes: float, seed: int = 0) -> list[tuple[float, float, str]]:
+    """Write the recording; return (start s, end s, emotion) of every utterance in it."""
+    rng = np.random.default_rng(seed)
+    speakers = make_speakers(8, seed + 100)  # not the demo corpus's training speakers
+    parts, cycle, t = [], [], 0.0
+    while t < 120:
+        gap = rng.uniform(0.6, 2.0)
+        emotion = EMOTIONS[rng.integers(4)]
+        clip = synthesize_utterance(speakers[rng.integers(8)], emotion, rng)
+        parts += [np.zeros(round(gap * SR), np.float32), clip]
+        cycle.append((t + gap, t + gap + len(clip) / SR, emotion))
+        t += gap + len(clip) / SR
+    block = np.concatenate(parts)
+    block = block + (10 ** (-60 / 20) * rng.standard_normal(len(block))).astype(np.float32)
+    repeats = max(1, round(minutes * 60 * SR / len(block)))
+    with sf.SoundFile(path, "w", SR, 1, subtype="PCM_16") as f:
+        for _ in range(repeats):
+            f.write(block)
+    seconds = len(block) / SR
+    return [(s + k * seconds, e + k * seconds, emo) for k in range(repeats) for s, e, emo in cycle]
+
+
+def peak_run(command: list[str]) -> tuple[float, float]:
+    """(wall seconds, peak resident MiB) of `command`, sampled every 20 ms."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    watched, peak = psutil.Process(proc.pid), 0
+    while proc.poll() is None:
+        try:
+            peak = max(peak, watched.memory_info().rss)
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.02)
+    if proc.returncode:
+        sys.exit(f"{' '.join(command)} failed: {proc.stderr.read().decode()[-500:]}")
+    return time.perf_counter() - start, peak / 2**20
+
+
+def overlap(a: tuple, b: tuple) -> float:
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    return inter / (max(a[1], b[1]) - min(a[0], b[0]))
+
+
+def score(timeline: Path, truth: list[tuple]) -> tuple[float, float]:
+    """(share of utterances found as one segment (overlap > 0.5), share of those labelled right)."""
+    segments = [json.loads(line) for line in timeline.read_text().splitlines()]
+    found = right = 0
+    j = 0
+    for start, end, emotion in truth:
+        while j < len(segments) and segments[j]["end"] < start:
+            j += 1
+        if j < len(segments) and overlap((segments[j]["start"], segments[j]["end"]), (start, end)) > 0.5:
+            found += 1
+            right += segments[j]["label"] == emotion
+    return found / len(truth), right / max(found, 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default=str(MODEL / "best"))
+    parser.add_argument("--minutes", type=float, nargs="+", default=[1.0, 60.0])
+    args = parser.parse_args()
+    ser = [sys.executable, "-m", "pipeline.cli", "predict", "--checkpoint", args.checkpoint]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = Path(tmp) / "clip.wav"
+        write_recording(clip, 0)  # one cycle; cut to 3 s below
+        sf.write(clip, sf.read(clip, dtype="float32")[0][: 3 * SR], SR, subtype="PCM_16")
+        _, torch_mib = peak_run([sys.executable, "-c", "import torch"])
+        _, clip_mib = peak_run([*ser, str(clip)])
+        for minutes in args.minutes:
+            path, timeline = Path(tmp) / f"{minutes:g}min.wav", Path(tmp) / "timeline.jsonl"
+            truth = write_recording(path, minutes)
+            seconds = sf.info(path).duration
+            wall, mib = peak_run([*ser, "--segments", "vad", "--output", str(timeline), str(path)])
+            found, right = score(timeline, truth)
+            rows.append((seconds, wall, mib, found, right, len(truth)))
+            path.unlink()
+    print(f"`ser predict --segments vad --output timeline.jsonl`, {cpu_model()}, {psutil.cpu_count()} cores")
+    print(
+        f"baselines: `import torch` peaks at {torch_mib:.0f} MiB; a 3-s clip (whole) at {clip_mib:.0f} MiB\n"
+    )
+    print(
+        "| recording | wall s | real time / wall | peak MiB | vs 3-s clip | utterances found | right label |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for seconds, wall, mib, found, right, n in rows:
+        print(
+            f"| {seconds / 60:.1f} min ({n} utterances) | {wall:.1f} | {seconds / wall:.0f}x | {mib:.0f} "
+            f"| {mib / clip_mib:.2f}x | {found:.1%} | {right:.1%} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
