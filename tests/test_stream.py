@@ -7,12 +7,15 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import subprocess
+import sys
 import time
 
 import httpx
 import numpy as np
 import pytest
-from conftest import SERVICE_ENV
+import soundfile as sf
+from conftest import REPO_ROOT, SERVICE_ENV
 from helpers import LABELS, post_array, tone
 from httpx_ws import WebSocketDisconnect, connect_ws
 from wsproto.utilities import LocalProtocolError
@@ -191,3 +194,20 @@ def test_the_opening_message_and_chunks_are_checked():
         assert refused.value.code == 1007
     with pytest.raises(StreamClosed, match="within ±1"):
         StreamFormat(16000, "float32").decode(np.array([1e9], "<f4").tobytes())
+
+
+def test_the_example_client_streams_a_file(server):
+    from demo.app import example_clips
+
+    story = example_clips()[-1]
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "stream_file.py"), story, "--url", ws_url(server)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    ready, *updates, summary = map(json.loads, done.stdout.splitlines())
+    assert ready["type"] == "ready" and summary["type"] == "summary"
+    assert summary["duration_s"] == pytest.approx(sf.info(story).duration, abs=1e-3)
+    assert len(updates) == summary["updates"] >= int(summary["duration_s"] / 0.5) - 1
