@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 
 from demo.app import build_demo, example_clips
+from pipeline.data.audio import TARGET_SAMPLING_RATE
 from pipeline.errors import InputError
 from pipeline.inference.answers import Options
 
@@ -42,6 +44,20 @@ class RemoteModel:
             )
         return self._answer(response)
 
+    def probabilities(self, waves: list[np.ndarray]) -> np.ndarray:
+        """One row of class probabilities per 16 kHz wave, in the order of the API's labels: the
+        live tab's model."""
+        rows = []
+        for wave in waves:
+            response = httpx.post(
+                f"{self.url}/classify_array",
+                json={"samples": wave.tolist(), "sampling_rate": TARGET_SAMPLING_RATE},
+                timeout=self.timeout,
+            )
+            scores = self._answer(response)["scores"]
+            rows.append([scores[label] for label in self.info["labels"]])
+        return np.array(rows, np.float32)
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
@@ -55,7 +71,13 @@ def main(argv: list[str] | None = None) -> None:
         remote = RemoteModel(args.api)
     except (httpx.HTTPError, InputError) as err:
         parser.exit(1, f"python -m demo: error: cannot reach the REST API at {args.api}: {err}\n")
-    demo = build_demo(remote.classify, remote.info["labels"], remote.info["model"], example_clips())
+    demo = build_demo(
+        remote.classify,
+        remote.info["labels"],
+        remote.info["model"],
+        example_clips(),
+        live=remote.probabilities,
+    )
     demo.launch(
         server_name=args.host,
         server_port=args.port,

@@ -11,6 +11,7 @@ import gradio as gr
 import pandas as pd
 import soundfile as sf
 
+from demo.live import Probabilities, live_tab
 from pipeline.errors import InputError
 from pipeline.inference.answers import Options
 
@@ -58,9 +59,16 @@ def answer_note(answer: dict[str, Any]) -> str:
     )
 
 
-def build_demo(classify: Classify, labels: list[str], model_name: str, examples: list[str] = ()) -> gr.Blocks:
+def build_demo(
+    classify: Classify,
+    labels: list[str],
+    model_name: str,
+    examples: list[str] = (),
+    live: Probabilities | None = None,
+) -> gr.Blocks:
     """A Blocks app around `classify(path, options)`, which returns the REST API's answer (the
-    service's own method when mounted at /ui, an HTTP call with `python -m demo --api URL`).
+    service's own method when mounted at /ui, an HTTP call with `python -m demo --api URL`), and,
+    given `live(waves) -> probabilities`, a Live tab for the microphone.
 
     `classify` raises InputError for bad input; the upload limit (`max_file_size`) is set where the
     app is mounted or launched.
@@ -78,31 +86,34 @@ def build_demo(classify: Classify, labels: list[str], model_name: str, examples:
         return answer["scores"], answer_note(answer), plot
 
     with gr.Blocks(title="Speech emotion recognition") as demo:
-        gr.Markdown(
-            f"# Speech emotion recognition\nModel **{model_name}** · classes: {', '.join(labels)}\n\n"
-            "Upload a clip (WAV, FLAC, OGG, MP3; any sample rate) or record one with the microphone. "
-            f"Clips of {TIMELINE_MIN_S:g} s or more also get the emotion over time "
-            f"({TIMELINE.window_s:g} s windows every {TIMELINE.hop_s:g} s), and their top answer is the "
-            "mean over those windows, as the REST API answers with the same `window_s` and `hop_s`."
-        )
-        with gr.Row():
-            with gr.Column():
-                audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech")
-                button = gr.Button("Classify", variant="primary")
-            with gr.Column():
-                scores = gr.Label(num_top_classes=len(labels), label="Emotion")
-                note = gr.Markdown()
-        plot = gr.LinePlot(
-            x="time (s)",
-            y="probability",
-            color="emotion",
-            y_lim=[0, 1],
-            label="Emotion over time",
-            visible=False,
-        )
-        if examples:
-            gr.Examples(
-                examples=[[e] for e in examples], inputs=audio, label="Example clips (synthetic speech)"
+        gr.Markdown(f"# Speech emotion recognition\nModel **{model_name}** · classes: {', '.join(labels)}")
+        with gr.Tab("Clip"):
+            gr.Markdown(
+                "Upload a clip (WAV, FLAC, OGG, MP3; any sample rate) or record one with the microphone. "
+                f"Clips of {TIMELINE_MIN_S:g} s or more also get the emotion over time "
+                f"({TIMELINE.window_s:g} s windows every {TIMELINE.hop_s:g} s), and their top answer is "
+                "the mean over those windows, as the REST API answers with the same `window_s` and `hop_s`."
             )
-        button.click(run, inputs=audio, outputs=[scores, note, plot], api_name="classify")
+            with gr.Row():
+                with gr.Column():
+                    audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech")
+                    button = gr.Button("Classify", variant="primary")
+                with gr.Column():
+                    scores = gr.Label(num_top_classes=len(labels), label="Emotion")
+                    note = gr.Markdown()
+            plot = gr.LinePlot(
+                x="time (s)",
+                y="probability",
+                color="emotion",
+                y_lim=[0, 1],
+                label="Emotion over time",
+                visible=False,
+            )
+            if examples:
+                gr.Examples(
+                    examples=[[e] for e in examples], inputs=audio, label="Example clips (synthetic speech)"
+                )
+            button.click(run, inputs=audio, outputs=[scores, note, plot], api_name="classify")
+        if live is not None:
+            live_tab(live, labels)
     return demo

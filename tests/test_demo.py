@@ -16,6 +16,7 @@ from servers import background_server, free_port
 
 ARTIFACTS = Path(os.environ.get("SER_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts"))
 CHROMIUM = "/usr/bin/chromium"
+LIVE_EMOTIONS = ("happy", "sad")  # the fully trained model tells these example clips apart best
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -79,6 +80,7 @@ def test_browser_uploads_a_clip_and_sees_the_prediction(server):
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.goto(f"{server}/ui/")
             expect(page.get_by_text("Speech emotion recognition").first).to_be_visible(timeout=30_000)
+            expect(page.get_by_role("tab", name="Live")).to_be_visible()  # the service's model, live
             page.locator("input[type=file]").first.set_input_files(str(story))
             page.get_by_role("button", name="Classify").click()
             label = page.locator("[data-testid=label-output-value]")
@@ -98,6 +100,79 @@ def test_browser_uploads_a_clip_and_sees_the_prediction(server):
         finally:
             browser.close()
     assert (ARTIFACTS / "demo.png").stat().st_size > 10_000
+
+
+def fake_microphone(path: Path, first: str, second: str, seconds: float) -> Path:
+    """A 16-bit PCM WAV for Chromium's fake microphone: the `first` example clip repeated for
+    `seconds`, then the `second` one."""
+    import numpy as np
+    import soundfile as sf
+
+    from demo.app import EXAMPLES
+
+    clips = [sf.read(EXAMPLES / f"{name}.flac", dtype="float32") for name in (first, second)]
+    rate = clips[0][1]
+    wave = np.concatenate([np.resize(clip, int(seconds * rate)) for clip, _ in clips])
+    sf.write(path, wave, rate, subtype="PCM_16")
+    return path
+
+
+# Gradio asks for the microphone with `{audio: true}`: Chromium's voice processing (gain control,
+# noise suppression) then makes the synthetic sad voice sound neutral to the model: so, as from a
+# line input, without it.
+RAW_MICROPHONE = """(() => {
+  const devices = navigator.mediaDevices, open = devices.getUserMedia.bind(devices);
+  const raw = {echoCancellation: false, noiseSuppression: false, autoGainControl: false};
+  const audio = (c) => ({...(c.audio === true ? {} : c.audio), ...raw});
+  devices.getUserMedia = (c) => open(c?.audio ? {...c, audio: audio(c)} : c);
+})()"""
+
+
+def test_browser_live_tab_follows_the_microphone(default_training, tmp_path):
+    """Chromium's fake microphone (stereo 44.1 kHz) plays 10 s of one emotion's example clip, then
+    10 s of another's, in a loop; in the Live tab of a demo on the fully trained model, the current
+    emotion shows the first, then changes to the second, with the plot drawn."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from demo.app import build_demo
+    from pipeline.data.audio import TARGET_SAMPLING_RATE, load_audio
+    from pipeline.inference.answers import classify_wave
+    from pipeline.inference.predictor import Predictor
+
+    first, second = LIVE_EMOTIONS
+    predictor = Predictor.from_pretrained(default_training / "best", precision="fp32")
+    labels = predictor.labels
+
+    def classify(path, options):
+        return classify_wave(load_audio(path), TARGET_SAMPLING_RATE, labels, predictor.probabilities, options)
+
+    microphone = fake_microphone(tmp_path / "microphone.wav", first, second, seconds=10)
+    flags = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+    flags.append(f"--use-file-for-fake-audio-capture={microphone}")
+    port = free_port()
+    demo = build_demo(classify, labels, "default training", live=predictor.probabilities)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS + flags)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 1000})
+                page.add_init_script(RAW_MICROPHONE)
+                page.goto(f"http://127.0.0.1:{port}/")
+                page.get_by_role("tab", name="Live").click()
+                page.get_by_role("button", name="Record").click()
+                label = page.locator("[data-testid=label-output-value]")
+                expect(label).to_have_text(first, timeout=30_000)
+                expect(label).to_have_text(second, timeout=30_000)
+                expect(page.get_by_text(" s heard")).to_be_visible()
+                expect(page.locator(".vega-embed").first).to_be_visible()
+                page.screenshot(path=str(ARTIFACTS / "demo-live.png"), full_page=True)
+                page.get_by_role("button", name="Stop").click()
+            finally:
+                browser.close()
+    finally:
+        demo.close()
 
 
 @contextlib.contextmanager
@@ -183,3 +258,62 @@ def test_each_clip_takes_one_model_call_and_long_ones_get_the_windows_mean(tmp_p
     with pytest.raises(Exception, match="clip.bad: not audio"):
         run(str(bad))
     assert len(calls) == 3
+
+
+@pytest.mark.fast
+def test_the_live_tab_answers_microphone_chunks_and_starts_afresh_for_each_recording():
+    """The Live tab's handlers as Gradio calls them: the browser's int16 stereo 48 kHz chunks of
+    0.1 s reach the model as 16 kHz float mono; every 0.5 s of audio the newest answer is shown and
+    added to the plot, which keeps the last PLOT_S seconds; stopping the recording resets it."""
+    import gradio as gr
+    import numpy as np
+
+    from demo.app import build_demo
+    from demo.live import PLOT_S
+
+    waves = []
+
+    def probabilities(batch: list[np.ndarray]) -> np.ndarray:  # loud: angry, quiet: sad
+        waves.extend(batch)
+        return np.array(
+            [[0.7, 0.1, 0.1, 0.1] if np.abs(w).max() > 0.3 else [0.1, 0.1, 0.1, 0.7] for w in batch]
+        )
+
+    def chunk(amplitude: float) -> tuple[int, np.ndarray]:
+        tone = amplitude * 32768 * np.sin(2 * np.pi * 440 * np.arange(4800) / 48000)
+        return 48000, np.repeat(tone.astype(np.int16)[:, None], 2, axis=1)
+
+    demo = build_demo(lambda path, options: {}, LABELS, "m", live=probabilities)
+    handlers = {f.targets[0][1]: f.fn for f in demo.fns.values()}
+    on_chunk, stop = handlers["stream"], handlers["stop_recording"]
+    state = None
+
+    def record(amplitude: float, seconds: float) -> list:
+        """What the tab shows after `seconds` more of the tone: label, status, plot."""
+        nonlocal state, shown
+        for _ in range(round(seconds * 10)):
+            *new, state = on_chunk(chunk(amplitude), state)
+            shown = [old if isinstance(v, dict) and v == gr.skip() else v for old, v in zip(shown, new)]
+        return shown
+
+    shown = ["from the last recording"] * 3
+
+    assert record(0.5, 0.1) == [None, "Listening…", None] and waves == []
+    scores, status, plot = record(0.5, 0.9)
+    assert max(scores, key=scores.get) == "angry" and status.endswith(" s heard")
+    assert all(w.dtype == np.float32 and w.ndim == 1 for w in waves)
+    assert 7000 < len(waves[0]) <= 8000 + 1600 and np.abs(waves[0]).max() == pytest.approx(0.5, abs=0.02)
+    scores, status, plot = record(0.1, 3.5)  # the newest answer's 3 s are quiet: sad
+    assert max(scores, key=scores.get) == "sad" and len(waves) == 8  # one answer per 0.5 s
+    assert len(waves[-1]) == 3 * 16000 and len(plot) == len(waves) * len(LABELS)
+    assert set(plot["emotion"]) == set(LABELS)
+    _, status, plot = record(0.1, PLOT_S)
+    assert (
+        len(plot) < len(waves) * len(LABELS)
+        and plot["time (s)"].max() - plot["time (s)"].min() < PLOT_S < plot["time (s)"].max()
+    )
+    state = stop()  # the state Gradio keeps for the next recording
+    assert state is None
+    assert record(0.5, 0.1) == [None, "Listening…", None]
+    scores, _, plot = record(0.5, 0.9)
+    assert max(scores, key=scores.get) == "angry" and len(plot) == len(LABELS)
