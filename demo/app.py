@@ -17,6 +17,8 @@ from pipeline.inference.answers import Options
 
 TIMELINE_MIN_S = 4.0  # clips at least this long also get a plot of emotion over time
 TIMELINE = Options(window_s=2.0, hop_s=0.5)
+SPEECH = Options(segments="vad")
+WINDOWS, SEGMENTS = "windows", "speech segments"  # the timeline's choices
 EXAMPLES = Path(__file__).parent / "examples"
 EXAMPLE_NAMES = ("neutral", "happy", "sad", "angry", "story_neutral_happy_sad_angry")
 
@@ -48,11 +50,16 @@ def header_seconds(path: str) -> float:
         return 0.0
 
 
-def answer_note(answer: dict[str, Any]) -> str:
-    """What the top answer is: the whole clip's, or the mean over the timeline's windows (then it
-    is the REST API's answer with the same `window_s` and `hop_s`)."""
+def answer_note(answer: dict[str, Any], options: Options) -> str:
+    """What the top answer is: the whole clip's, or the mean over the timeline's windows or speech
+    segments (then it is the REST API's answer with the same options)."""
     if "segments" not in answer:
         return "Top answer: the whole clip."
+    if options.segments:
+        return (
+            f"Top answer: the mean over the {len(answer['segments'])} speech segments below, weighted by "
+            "their length (`segments=vad` in the REST API; silence is left out)."
+        )
     return (
         f"Top answer: the mean over the {len(answer['segments'])} windows of the timeline below "
         f"(`window_s={TIMELINE.window_s:g}`, `hop_s={TIMELINE.hop_s:g}` in the REST API)."
@@ -74,16 +81,18 @@ def build_demo(
     app is mounted or launched.
     """
 
-    def run(path: str | None) -> tuple[dict[str, float], str, gr.LinePlot]:
+    def run(path: str | None, timeline: str = WINDOWS) -> tuple[dict[str, float], str, gr.LinePlot]:
         if not path:
             raise gr.Error("Record or upload a clip first.")
-        try:  # one model call: a long clip's top answer is the mean over the timeline's windows
-            answer = classify(path, TIMELINE if header_seconds(path) >= TIMELINE_MIN_S else Options())
+        options = TIMELINE if header_seconds(path) >= TIMELINE_MIN_S else Options()
+        options = SPEECH if timeline == SEGMENTS else options
+        try:  # one model call: a timeline's top answer is the mean over its windows or segments
+            answer = classify(path, options)
         except InputError as err:  # name the file, not Gradio's temporary path
             raise gr.Error(str(err).replace(path, Path(path).name)) from err
         windows = "segments" in answer
         plot = gr.LinePlot(value=timeline_frame(answer) if windows else None, visible=windows)
-        return answer["scores"], answer_note(answer), plot
+        return answer["scores"], answer_note(answer, options), plot
 
     with gr.Blocks(title="Speech emotion recognition") as demo:
         gr.Markdown(f"# Speech emotion recognition\nModel **{model_name}** · classes: {', '.join(labels)}")
@@ -97,6 +106,13 @@ def build_demo(
             with gr.Row():
                 with gr.Column():
                     audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech")
+                    timeline = gr.Radio(
+                        [WINDOWS, SEGMENTS],
+                        value=WINDOWS,
+                        label="Timeline",
+                        info=f"{WINDOWS}: for clips of {TIMELINE_MIN_S:g} s or more; "
+                        f"{SEGMENTS}: each stretch of speech (voice-activity detector)",
+                    )
                     button = gr.Button("Classify", variant="primary")
                 with gr.Column():
                     scores = gr.Label(num_top_classes=len(labels), label="Emotion")
@@ -113,7 +129,7 @@ def build_demo(
                 gr.Examples(
                     examples=[[e] for e in examples], inputs=audio, label="Example clips (synthetic speech)"
                 )
-            button.click(run, inputs=audio, outputs=[scores, note, plot], api_name="classify")
+            button.click(run, inputs=[audio, timeline], outputs=[scores, note, plot], api_name="classify")
         if live is not None:
             live_tab(live, labels)
     return demo

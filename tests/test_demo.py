@@ -97,6 +97,14 @@ def test_browser_uploads_a_clip_and_sees_the_prediction(server):
             expect(page.get_by_text("Emotion over time", exact=True)).to_be_visible()
             expect(page.locator(".vega-embed").first).to_be_visible()  # the drawn plot
             page.screenshot(path=str(ARTIFACTS / "demo.png"), full_page=True)
+            speech = rest_answer(server, story, segments="vad")  # the same clip by speech segments
+            page.get_by_label("speech segments").check()
+            page.get_by_role("button", name="Classify").click()
+            n = len(speech["segments"])
+            expect(page.get_by_text(f"Top answer: the mean over the {n} speech segments")).to_be_visible(
+                timeout=60_000
+            )
+            expect(label).to_have_text(speech["label"])
         finally:
             browser.close()
     assert (ARTIFACTS / "demo.png").stat().st_size > 10_000
@@ -230,7 +238,7 @@ def test_each_clip_takes_one_model_call_and_long_ones_get_the_windows_mean(tmp_p
     import numpy as np
     import soundfile as sf
 
-    from demo.app import TIMELINE, TIMELINE_MIN_S, build_demo
+    from demo.app import SEGMENTS, SPEECH, TIMELINE, TIMELINE_MIN_S, build_demo
     from pipeline.errors import AudioError
     from pipeline.inference.answers import Options
 
@@ -241,7 +249,7 @@ def test_each_clip_takes_one_model_call_and_long_ones_get_the_windows_mean(tmp_p
         if Path(path).suffix == ".bad":
             raise AudioError(f"{path}: not audio")
         scores = dict.fromkeys(LABELS, 1 / len(LABELS))
-        segments = [{"start": 0.0, "end": 2.0, "scores": scores}] if options.window_s else None
+        segments = [{"start": 0.0, "end": 2.0, "scores": scores}] if options.timeline else None
         return {"scores": scores, **({"segments": segments} if segments else {})}
 
     run = build_demo(classify, LABELS, "m").fns[0].fn
@@ -253,11 +261,14 @@ def test_each_clip_takes_one_model_call_and_long_ones_get_the_windows_mean(tmp_p
     _, note, plot = run(str(long))
     assert calls[1:] == [TIMELINE] and note.startswith("Top answer: the mean over the 1 windows")
     assert plot.visible
+    _, note, plot = run(str(short), SEGMENTS)
+    assert calls[2:] == [SPEECH] and note.startswith("Top answer: the mean over the 1 speech segments")
+    assert plot.visible
     bad = tmp_path / "clip.bad"
     bad.write_bytes(b"not audio")
     with pytest.raises(Exception, match="clip.bad: not audio"):
         run(str(bad))
-    assert len(calls) == 3
+    assert len(calls) == 4
 
 
 @pytest.mark.fast
