@@ -211,3 +211,42 @@ def test_the_example_client_streams_a_file(server):
     assert ready["type"] == "ready" and summary["type"] == "summary"
     assert summary["duration_s"] == pytest.approx(sf.info(story).duration, abs=1e-3)
     assert len(updates) == summary["updates"] >= int(summary["duration_s"] / 0.5) - 1
+
+
+@pytest.mark.fast
+def test_a_live_session_answers_every_half_second_of_audio_and_says_when_it_hears_speech():
+    from pipeline.data.synth import make_speakers, synthesize_utterance
+    from pipeline.inference.live import LiveSession
+
+    heard = []
+
+    def model(waves):
+        heard.extend(len(w) for w in waves)
+        return np.tile([0.1, 0.2, 0.3, 0.4], (len(waves), 1))
+
+    speech = synthesize_utterance(make_speakers(1, 0)[0], "angry", np.random.default_rng(0))
+    wave = np.concatenate([np.zeros(48_000 * 4, np.float32), np.repeat(speech, 3)])  # 4 s silence, 48 kHz
+    session = LiveSession(48_000, model, LABELS)
+    updates = [u for at in range(0, len(wave), 4800) for u in session.feed(wave[at : at + 4800])]
+    ends = [u["end"] for u in updates]
+    assert all(0.5 * k <= end <= 0.5 * k + 0.1 for k, end in enumerate(ends, start=1))  # after the chunk
+    assert max(heard) == 3 * 16_000 and all(u["end"] - u["start"] <= 3.0 for u in updates)
+    assert not any(u["speech"] for u in updates if u["end"] <= 3.5)  # silence
+    assert all(u["speech"] for u in updates if u["end"] >= 5.0)  # the utterance from 4 s on
+    assert updates[0]["label"] == "sad" and updates[0]["scores"] == pytest.approx(
+        dict(zip(LABELS, [0.1, 0.2, 0.3, 0.4]))
+    )
+    summary = session.summary()
+    assert summary["updates"] == len(updates) and summary["duration_s"] == pytest.approx(
+        len(wave) / 48_000, abs=1e-3
+    )
+
+    late = LiveSession(16_000, model, LABELS)  # a client that sends 5 s at once gets one answer
+    assert len(late.feed(np.zeros(5 * 16_000, np.float32))) == 1
+    short = LiveSession(16_000, model, LABELS)  # a stream shorter than a step still gets its answer
+    assert short.feed(np.zeros(4000, np.float32)) == [] and short.summary()["updates"] == 1
+    assert LiveSession(16_000, model, LABELS).summary() == {
+        "type": "summary",
+        "duration_s": 0.0,
+        "updates": 0,
+    }
