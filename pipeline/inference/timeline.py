@@ -11,8 +11,9 @@ import numpy as np
 
 from .vad import SpeechDetector, VadConfig, split_long
 
-# A speech segment longer than this (or than window_s, when given) is cut into such windows.
-SEGMENT_WINDOW_S = 10.0
+# A speech segment longer than this (or than window_s, when given) is cut into such windows: about
+# the length the models train on (3-s crops), short enough to follow an emotion that changes.
+SEGMENT_WINDOW_S = 4.0
 Span = tuple[int, int]
 
 
