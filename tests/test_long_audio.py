@@ -253,6 +253,11 @@ def test_predict_writes_the_timeline_of_a_long_file(default_training, tmp_path, 
 
     for args, message in [
         (["--output", str(tmp_path / "t.txt"), "--segments", "vad"], "name a .jsonl or .csv file"),
+        (["--segments", "vad", "--vad-threshold", "1.5"], "a probability between 0 and 1, got 1.5"),
+        (
+            ["--segments", "vad", "--vad-min-silence-s", "-1"],
+            "min_silence_s must be between 0 and 60 s, got -1.0",
+        ),
         (["--output", str(out)], "--output writes a timeline: add --segments vad or --window-s"),
     ]:
         bad = ser_here("predict", "--checkpoint", checkpoint, *args, str(long_file), check=False)

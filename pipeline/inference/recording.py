@@ -113,6 +113,7 @@ def predict_files(
     there as it is found."""
     from transformers.utils.logging import disable_progress_bar
 
+    vad.check()
     kind = output and TimelineWriter.kind_of(output)
     if kind and not options.timeline:
         raise OptionError("--output writes a timeline: add --segments vad or --window-s")

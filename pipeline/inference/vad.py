@@ -24,6 +24,7 @@ from functools import cache
 import numpy as np
 
 from ..arguments import option
+from ..errors import OptionError
 
 DETECTORS = ("silero", "energy")
 
@@ -47,6 +48,21 @@ class VadConfig:
     min_speech_s: float = option(0.2, "segments shorter than this are dropped", flag="--vad-min-speech-s")
     pad_s: float = option(0.1, "context kept before and after each segment", flag="--vad-pad-s")
     max_segment_s: float = option(60.0, "speech without a pause is cut here", flag="--vad-max-segment-s")
+
+    def check(self) -> None:
+        """Raise OptionError for settings no recording could use."""
+        if not 0 < self.threshold < 1:
+            raise OptionError(f"the VAD threshold is a probability between 0 and 1, got {self.threshold}")
+        seconds = {
+            "min_silence_s": self.min_silence_s,
+            "min_speech_s": self.min_speech_s,
+            "pad_s": self.pad_s,
+        }
+        for name, value in seconds.items():
+            if not 0 <= value <= 60:
+                raise OptionError(f"vad {name} must be between 0 and 60 s, got {value}")
+        if not 1 <= self.max_segment_s <= 3600:
+            raise OptionError(f"vad max_segment_s must be between 1 and 3600 s, got {self.max_segment_s}")
 
 
 def frame_levels(wave: np.ndarray, frame: int) -> np.ndarray:
