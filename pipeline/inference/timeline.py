@@ -76,13 +76,16 @@ class Recent:
     def append(self, block: np.ndarray) -> None:
         self.blocks.append(block)
 
+    def _held(self) -> np.ndarray:
+        if len(self.blocks) > 1:
+            self.blocks = [np.concatenate(self.blocks)]
+        return self.blocks[0]
+
     def span(self, start: int, end: int) -> np.ndarray:
-        held = np.concatenate(self.blocks) if len(self.blocks) > 1 else self.blocks[0]
-        self.blocks = [held]
-        return held[start - self.offset : end - self.offset]
+        return self._held()[start - self.offset : end - self.offset]
 
     def drop_before(self, sample: int) -> None:
-        held = np.concatenate(self.blocks) if len(self.blocks) > 1 else self.blocks[0]
+        held = self._held()
         cut = max(0, min(sample - self.offset, len(held)))
         self.blocks, self.offset = [held[cut:]], self.offset + cut
 
