@@ -81,7 +81,7 @@ class StreamFormat:
             return samples / 32768.0
         peak = float(np.max(np.abs(samples))) if len(samples) else 0.0
         if not math.isfinite(peak) or peak > 1e3:
-            raise StreamClosed(BAD_DATA, "float32 samples must be finite and within ±1")
+            raise StreamClosed(BAD_DATA, "float32 samples must be finite and within ±1000 (full scale is ±1)")
         return samples
 
 
