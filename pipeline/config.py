@@ -98,7 +98,7 @@ class TrainConfig:
     head_learning_rate: float | None = option(None, "the new head's; none = learning_rate")
     weight_decay: float = option(0.01, "AdamW weight decay (not on biases and norms)")
     scheduler: str = option("linear", "decay after the warm-up", choices=SCHEDULES)
-    warmup_ratio: float = option(0.1, "share of the steps with a linear warm-up")
+    warmup_ratio: float = option(0.3, "share of the steps with a linear warm-up")
     gradient_accumulation_steps: int = option(1, "batches per optimizer step")
     max_grad_norm: float = option(1.0, "gradient clipping")
     freeze_backbone_steps: int = option(0, "train only the head for the first N optimizer steps")
