@@ -9,9 +9,9 @@ from typing import Any
 
 import gradio as gr
 import pandas as pd
-import soundfile as sf
 
 from demo.live import Probabilities, live_tab
+from pipeline.data.audio import header_seconds
 from pipeline.errors import InputError
 from pipeline.inference.answers import Options
 
@@ -40,14 +40,6 @@ def timeline_frame(answer: dict[str, Any]) -> pd.DataFrame:
             for label, p in s["scores"].items()
         ]
     )
-
-
-def header_seconds(path: str) -> float:
-    """The clip's duration as its header states it; 0 when unreadable (classifying it says why)."""
-    try:
-        return sf.info(path).duration
-    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError):
-        return 0.0
 
 
 def answer_note(answer: dict[str, Any], options: Options) -> str:

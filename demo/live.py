@@ -12,6 +12,7 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
+from pipeline.data.audio import to_mono
 from pipeline.inference.live import LiveConfig, LiveSession
 
 Probabilities = Callable[[list[np.ndarray]], np.ndarray]
@@ -31,10 +32,10 @@ class Recording:
 def mono(samples: np.ndarray) -> np.ndarray:
     """A chunk as Gradio passes it, (samples,) or (samples, channels) of int16, as float32 mono in
     [-1, 1]."""
-    wave = samples.astype(np.float32)
+    wave = to_mono(samples)
     if np.issubdtype(samples.dtype, np.integer):
         wave /= -float(np.iinfo(samples.dtype).min)
-    return wave.mean(axis=1) if wave.ndim == 2 else wave
+    return wave
 
 
 def plot_frame(updates: list[dict[str, Any]]) -> pd.DataFrame:

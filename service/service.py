@@ -42,7 +42,7 @@ from service.inputs import (
 from service.limits import UploadLimit
 from service.logs import log_refusal, log_refusals_as_warnings
 from service.settings import SETTINGS
-from service.stream import Route, StreamEndpoint, StreamLimits
+from service.stream import Route, StreamEndpoint
 from service.wav_header import check_wav
 
 # Resolved at import: the demo shows its tag and labels, and `bentoml build` checks it exists.
@@ -89,16 +89,7 @@ ui = gr.mount_gradio_app(
 
 
 # Live speech over a WebSocket, on the model the REST API uses (its dispatcher merges both).
-stream = StreamEndpoint(
-    lambda: bentoml.get_current_service().model,
-    LABELS,
-    StreamLimits(
-        SETTINGS.stream_max_open,
-        SETTINGS.stream_max_seconds,
-        SETTINGS.stream_idle_s,
-        SETTINGS.stream_max_message_bytes,
-    ),
-)
+stream = StreamEndpoint(lambda: bentoml.get_current_service().model, LABELS, SETTINGS)
 
 
 @bentoml.service(threads=32)

@@ -25,8 +25,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from pipeline.data.audio import MAX_CHANNELS, MAX_SAMPLING_RATE, MIN_SAMPLING_RATE
+from pipeline.data.audio import MAX_CHANNELS, MAX_SAMPLING_RATE, MIN_SAMPLING_RATE, to_mono
 from pipeline.inference.live import LiveConfig, LiveSession
+from service.settings import Settings
 
 logger = logging.getLogger("ser.stream")
 FORMATS = {"pcm16": np.dtype("<i2"), "float32": np.dtype("<f4")}
@@ -76,7 +77,7 @@ class StreamFormat:
         dtype = FORMATS[self.format]
         if len(data) % (dtype.itemsize * self.channels):
             raise StreamClosed(BAD_DATA, f"{len(data)} bytes is not a whole number of {self.format} frames")
-        samples = np.frombuffer(data, dtype).reshape(-1, self.channels).mean(axis=1, dtype=np.float32)
+        samples = to_mono(np.frombuffer(data, dtype).reshape(-1, self.channels))
         if dtype.kind == "i":
             return samples / 32768.0
         peak = float(np.max(np.abs(samples))) if len(samples) else 0.0
@@ -92,19 +93,11 @@ def _is_end(text: str) -> bool:
         return False
 
 
-@dataclass(frozen=True)
-class StreamLimits:
-    max_open: int
-    max_seconds: float
-    idle_s: float
-    max_message_bytes: int
-
-
 class StreamEndpoint:
     """The ASGI app of `/stream`: one `LiveSession` per WebSocket, on the shared model."""
 
-    def __init__(self, model: Callable[[], Callable], labels: list[str], limits: StreamLimits):
-        self.model, self.labels, self.limits = model, labels, limits
+    def __init__(self, model: Callable[[], Callable], labels: list[str], settings: Settings):
+        self.model, self.labels, self.settings = model, labels, settings
         self.open = 0
         self.lock = threading.Lock()
 
@@ -118,10 +111,10 @@ class StreamEndpoint:
         socket = WebSocket(scope, receive, send)
         await socket.accept()
         with self.lock:
-            admitted = self.open < self.limits.max_open
+            admitted = self.open < self.settings.stream_max_open
             self.open += admitted
         if not admitted:
-            busy = f"{self.limits.max_open} streams are open, the limit; try again later"
+            busy = f"{self.settings.stream_max_open} streams are open, the limit; try again later"
             await self._close(socket, StreamClosed(TRY_LATER, busy))
             return
         try:
@@ -136,16 +129,16 @@ class StreamEndpoint:
 
     async def _receive(self, socket: WebSocket) -> dict:
         try:
-            message = await asyncio.wait_for(socket.receive(), self.limits.idle_s)
+            message = await asyncio.wait_for(socket.receive(), self.settings.stream_idle_s)
         except TimeoutError:
             raise StreamClosed(
-                POLICY, f"no message for {self.limits.idle_s:g} s (SER_STREAM_IDLE_S)"
+                POLICY, f"no message for {self.settings.stream_idle_s:g} s (SER_STREAM_IDLE_S)"
             ) from None
         if message["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(message.get("code", 1000))
         size = len(message.get("bytes") or message.get("text") or "")
-        if size > self.limits.max_message_bytes:
-            limit = self.limits.max_message_bytes
+        if size > self.settings.stream_max_message_bytes:
+            limit = self.settings.stream_max_message_bytes
             raise StreamClosed(TOO_BIG, f"a message of {size} bytes; the limit is {limit}")
         return message
 
@@ -173,9 +166,9 @@ class StreamEndpoint:
                 return
             chunk = stream.decode(message.get("bytes") or b"")
             heard += len(chunk) / stream.sampling_rate
-            if heard > self.limits.max_seconds:
+            if heard > self.settings.stream_max_seconds:
                 await socket.send_json(await run_in_threadpool(session.summary))
-                limit = f"{self.limits.max_seconds:g} s of audio (SER_STREAM_MAX_SECONDS)"
+                limit = f"{self.settings.stream_max_seconds:g} s of audio (SER_STREAM_MAX_SECONDS)"
                 raise StreamClosed(POLICY, f"the stream passed {limit}")
             try:
                 updates = await run_in_threadpool(session.feed, chunk)

@@ -136,6 +136,30 @@ def _read_frames(f: sf.SoundFile) -> np.ndarray:
     return np.concatenate(blocks) if blocks else np.empty((0, f.channels), np.float32)
 
 
+# What libsndfile (through soundfile) raises for a file it cannot read.
+DECODER_ERRORS = (sf.LibsndfileError, RuntimeError, ValueError, TypeError)
+
+
+@contextlib.contextmanager
+def readable(name: str) -> Iterator[None]:
+    """Turn the decoder's errors inside the block into one AudioError naming the file."""
+    try:
+        yield
+    except AudioError:
+        raise
+    except DECODER_ERRORS as err:
+        detail = getattr(err, "error_string", None) or err  # libsndfile's message, without the handle
+        raise AudioError(f"{name}: not a readable audio file ({detail})") from err
+
+
+def header_seconds(path: str | Path) -> float:
+    """The duration a file's header states; 0 when unreadable (reading it says why)."""
+    try:
+        return sf.info(str(path)).duration
+    except DECODER_ERRORS:
+        return 0.0
+
+
 @contextlib.contextmanager
 def decoder_messages_silenced() -> Iterator[None]:
     """Point file descriptor 2 at /dev/null for the block: libmpg123, inside libsndfile, prints notes
@@ -174,17 +198,11 @@ def load_audio(
         name = str(source)
         if not Path(source).is_file():
             raise AudioError(f"audio file not found: {name}")
-    try:
-        with sf.SoundFile(handle) as f:
-            sr = f.samplerate
-            check_format(name, sr, f.channels)
-            _duration_check(name, f.frames, sr, max_seconds)
-            data = _read_frames(f)
-    except AudioError:
-        raise
-    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as err:
-        detail = getattr(err, "error_string", None) or err  # libsndfile's message, without the handle
-        raise AudioError(f"{name}: not a readable audio file ({detail})") from err
+    with readable(name), sf.SoundFile(handle) as f:
+        sr = f.samplerate
+        check_format(name, sr, f.channels)
+        _duration_check(name, f.frames, sr, max_seconds)
+        data = _read_frames(f)
     _duration_check(name, len(data), sr, None)
     return _to_model_input(name, data, sr, target_sr)
 

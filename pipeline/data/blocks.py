@@ -13,7 +13,7 @@ import torch
 import torchaudio.functional as AF
 
 from ..errors import AudioError
-from .audio import TARGET_SAMPLING_RATE, _to_model_input, check_format, resampling_ratio
+from .audio import TARGET_SAMPLING_RATE, _to_model_input, check_format, readable, resampling_ratio
 
 BLOCK_S = 20.0
 
@@ -68,30 +68,16 @@ def audio_blocks(
     """Mono float32 blocks at `target_sr` of the file at `path`, about `block_s` seconds each, checked
     as `load_audio` checks a whole file. Raises AudioError for a file that cannot be read."""
     name = str(path)
-    try:
-        with sf.SoundFile(name) as f:
-            check_format(name, f.samplerate, f.channels)
-            resampler = BlockResampler(f.samplerate, target_sr)
-            frames = max(1, round(block_s * f.samplerate))
-            read = 0
-            while len(block := f.read(frames, dtype="float32", always_2d=True)):
-                read += len(block)
-                if len(out := resampler.feed(_to_model_input(name, block, f.samplerate, f.samplerate))):
-                    yield out
-            if not read:
-                raise AudioError(f"{name}: audio has no samples")
-            if len(out := resampler.finish()):
+    with readable(name), sf.SoundFile(name) as f:
+        check_format(name, f.samplerate, f.channels)
+        resampler = BlockResampler(f.samplerate, target_sr)
+        frames = max(1, round(block_s * f.samplerate))
+        read = 0
+        while len(block := f.read(frames, dtype="float32", always_2d=True)):
+            read += len(block)
+            if len(out := resampler.feed(_to_model_input(name, block, f.samplerate, f.samplerate))):
                 yield out
-    except AudioError:
-        raise
-    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as err:
-        detail = getattr(err, "error_string", None) or err
-        raise AudioError(f"{name}: not a readable audio file ({detail})") from err
-
-
-def header_seconds(path: str | Path) -> float:
-    """The duration a file's header states (0 when unknown): for progress bars only."""
-    try:
-        return sf.info(str(path)).duration
-    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError):
-        return 0.0
+        if not read:
+            raise AudioError(f"{name}: audio has no samples")
+        if len(out := resampler.finish()):
+            yield out

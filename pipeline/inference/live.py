@@ -48,7 +48,7 @@ class LiveSession:
         start = self.received - len(self.recent)
         row = np.asarray(self.probabilities([self.recent]))[0]
         self.overall.add((start, self.received), row)
-        speech = self.speech.start is not None or self.heard > start
+        speech = self.speech.in_speech or self.heard > start
         return {
             "type": "update",
             "start": round(start / self.sr, 3),
@@ -57,12 +57,15 @@ class LiveSession:
             **answer(row, self.labels, None),
         }
 
+    def _append(self, samples: np.ndarray) -> None:
+        self.received += len(samples)
+        self.recent = np.concatenate([self.recent, samples])[-self.window :]
+
     def feed(self, chunk: np.ndarray) -> list[dict]:
         """The answers due after `chunk`: at most one, for the newest window, however long the
         chunk (a late client is not answered for every step it skipped)."""
         samples = self.resampler.feed(np.asarray(chunk, np.float32))
-        self.received += len(samples)
-        self.recent = np.concatenate([self.recent, samples])[-self.window :]
+        self._append(samples)
         for _, end in self.speech.feed(samples):
             self.heard = end
         if self.received < self.next_update:
@@ -73,9 +76,7 @@ class LiveSession:
     def summary(self) -> dict:
         """{type: summary, duration_s, updates} and, when anything was answered, the mean of the
         answers' probabilities (label, score, scores)."""
-        tail = self.resampler.finish()
-        self.received += len(tail)
-        self.recent = np.concatenate([self.recent, tail])[-self.window :]
+        self._append(self.resampler.finish())
         if not self.overall.count and len(self.recent) >= MIN_SECONDS * self.sr:
             self._update()  # a stream shorter than one step still gets its answer
         result = {

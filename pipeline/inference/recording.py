@@ -13,8 +13,8 @@ from typing import IO
 
 from tqdm.auto import tqdm
 
-from ..data.audio import decoder_messages_silenced, load_audio
-from ..data.blocks import audio_blocks, header_seconds
+from ..data.audio import decoder_messages_silenced, header_seconds, load_audio
+from ..data.blocks import audio_blocks
 from ..errors import LimitError, OptionError
 from .answers import Options, Overall, check_duration, classify_wave, segment_answer
 from .memory import retain_freed_memory

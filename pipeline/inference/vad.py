@@ -65,10 +65,9 @@ class VadConfig:
             raise OptionError(f"vad max_segment_s must be between 1 and 3600 s, got {self.max_segment_s}")
 
 
-def frame_levels(wave: np.ndarray, frame: int) -> np.ndarray:
-    """Level in dB (full scale = 0) of each whole `frame`-sample frame of `wave`."""
-    frames = wave[: len(wave) // frame * frame].reshape(-1, frame).astype(np.float64)
-    return 10 * np.log10(np.mean(frames**2, axis=1) + 1e-10)
+def frame_levels(frames: np.ndarray) -> np.ndarray:
+    """Level in dB (full scale = 0) of each row of (n, frame) samples."""
+    return 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-10)
 
 
 class EnergyFrames:
@@ -81,7 +80,7 @@ class EnergyFrames:
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         """(n, frame) samples → n booleans."""
-        levels = frame_levels(frames.reshape(-1), self.frame)
+        levels = frame_levels(frames)
         if self.floor == np.inf and len(levels):  # speech at the very start needs a floor below it
             self.floor = float(np.percentile(levels, 10))
         speech = np.zeros(len(levels), bool)
@@ -180,6 +179,11 @@ class SpeechDetector:
                 done += self._segment(seen=i + 1)
         self.frames += len(decisions)
         return done
+
+    @property
+    def in_speech(self) -> bool:
+        """Whether a segment is open (speech heard and not yet followed by a long enough pause)."""
+        return self.start is not None
 
     def earliest(self) -> int:
         """No segment given out later starts before this sample."""
