@@ -88,7 +88,8 @@ def _print_result(results: dict, cfg: Config) -> None:
         print(f"test: {_scores(test)}")
         baseline = results["baseline"]["test"]["uar"]
         print(f"baseline UAR {baseline:.3f} · this model {test['uar']:.3f} (test speakers; `ser baseline`)")
-    print(f"best checkpoint: {Path(cfg.train.output_dir) / 'best'}")
+    kept = "final weights" if cfg.train.keep == "last" else "best weights by validation UAR"
+    print(f"kept checkpoint ({kept}): {Path(cfg.train.output_dir) / 'best'}")
 
 
 def _baseline(args) -> None:

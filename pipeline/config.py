@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,9 @@ PRECISIONS, BACKENDS = ("auto", "fp32", "bf16", "int8"), ("torch", "onnx")
 TRAINERS = ("accelerate", "hf")
 SCHEDULES = ("linear", "cosine", "constant")
 CLASS_WEIGHTS = ("none", "balanced")
+KEPT = ("last", "best")
 MIXED_PRECISIONS = ("no", "fp16", "bf16")
+DEFAULT_EPOCHS = 30  # `train.epochs: null` trains at least this many (more for `train.min_steps`)
 
 
 @dataclass
@@ -88,10 +91,14 @@ class TrainConfig:
         choices=TRAINERS,
         const="hf",
     )
-    epochs: int = option(
-        30,
-        "passes over the training data (the small log-mel model from scratch needs about 30 on real "
-        "speech; the synthetic demo corpus converges in 15: configs/demo.yaml)",
+    epochs: int | None = option(
+        None,
+        "passes over the training data; none = 30, or more on a small corpus, enough for "
+        "--min-steps optimizer steps (the small log-mel model from scratch needs them on real speech; "
+        "the synthetic demo corpus converges in 15: configs/demo.yaml)",
+    )
+    min_steps: int = option(
+        1200, "with --epochs none: the fewest optimizer steps (EmoDB's 20 steps an epoch: 60 epochs)"
     )
     batch_size: int = option(16, "clips per batch (per process)")
     learning_rate: float = option(2e-3, "the backbone's peak learning rate")
@@ -115,7 +122,16 @@ class TrainConfig:
         None, "none = what `accelerate launch` says", choices=(None, *MIXED_PRECISIONS)
     )
     eval_every: int = option(0, "validate every N optimizer steps; 0 = after each epoch")
-    early_stopping_patience: int = option(0, "validations without UAR gain before stopping; 0 = off")
+    keep: str = option(
+        "last",
+        "the weights best/ holds: last = the final ones (trained until the schedule's learning rate "
+        "reaches zero), best = those of the best validation UAR (with few validation speakers that "
+        "choice is mostly noise: docs/training.md)",
+        choices=KEPT,
+    )
+    early_stopping_patience: int = option(
+        0, "validations without UAR gain before stopping (needs --keep best); 0 = off"
+    )
     save_every: int = option(0, "full-state checkpoint every N steps; 0 = at each validation")
     keep_checkpoints: int = option(2, "full-state checkpoints kept for --resume")
     report_to: list[str] = option(
@@ -127,6 +143,14 @@ class TrainConfig:
     )
     seed: int = option(0, "seeds initialisation, batch order, crops and dropout")
     num_workers: int = option(0, "DataLoader worker processes")
+
+    def epochs_for(self, batches: int) -> int:
+        """The run's epochs when an epoch has `batches` batches: `epochs`, or for none the default
+        number, raised where it makes fewer than `min_steps` optimizer steps."""
+        if self.epochs is not None:
+            return self.epochs
+        steps = math.ceil(batches / self.gradient_accumulation_steps)
+        return max(DEFAULT_EPOCHS, math.ceil(self.min_steps / steps))
 
 
 @dataclass

@@ -101,6 +101,12 @@ def build_model(cfg: ModelConfig, labels: list[str], **config_overrides) -> PreT
             raise ConfigError(f"cannot load backbone {cfg.backbone!r}: {_reason(err)}") from err
     else:
         values = {**SMALL_MODELS[cfg.architecture], **cfg.small, **config_overrides}
+        defaults = AutoConfig.for_model(cfg.architecture)
+        unknown = sorted(set(cfg.small) - set(defaults.to_dict()))
+        if unknown:  # from_config would keep a misspelt key as an attribute nothing reads
+            raise ConfigError(
+                f"unknown model.small key {unknown[0]!r}: not a {type(defaults).__name__} setting"
+            )
         try:
             config = AutoConfig.for_model(
                 cfg.architecture, num_labels=len(labels), id2label=id2label, label2id=label2id, **values

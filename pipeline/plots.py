@@ -40,8 +40,9 @@ def plot_confusion_matrix(metrics: dict, path: str | Path, title: str = "") -> N
     plt.close(fig)
 
 
-def plot_curves(train_log: list[dict], history: list[dict], path: str | Path) -> None:
-    """Training loss per step (and its running mean), validation loss and validation metrics."""
+def plot_curves(train_log: list[dict], history: list[dict], kept_step: int, path: str | Path) -> None:
+    """Training loss per step (and its running mean), validation loss and validation metrics, the
+    step of the kept weights (`best/`) marked."""
     plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     if train_log:
@@ -56,8 +57,7 @@ def plot_curves(train_log: list[dict], history: list[dict], path: str | Path) ->
         left.plot(steps, [h["val_loss"] for h in history], "o-", color="tab:orange", label="validation")
         for key, name in (("val_accuracy", "accuracy"), ("val_uar", "UAR"), ("val_macro_f1", "macro-F1")):
             right.plot(steps, [h[key] for h in history], "o-", label=name)
-        best = max(history, key=lambda h: h["val_uar"])
-        right.axvline(best["step"], color="grey", ls="--", lw=0.8, label=f"best (step {best['step']})")
+        right.axvline(kept_step, color="grey", ls="--", lw=0.8, label=f"kept (step {kept_step})")
     left.set(xlabel="optimizer step", ylabel="cross-entropy", title="loss")
     right.set(xlabel="optimizer step", ylim=(0, 1.02), title="validation")
     left.legend()

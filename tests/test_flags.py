@@ -10,7 +10,7 @@ import yaml
 
 from pipeline.arguments import config_fields, field_default, from_flags
 from pipeline.cli import _run_config, build_parser
-from pipeline.config import Config, PrepareConfig, SynthConfig, differences, load_config
+from pipeline.config import Config, PrepareConfig, SynthConfig, TrainConfig, differences, load_config
 from pipeline.inference.answers import Options
 
 pytestmark = pytest.mark.fast  # pure logic: `make test-fast`
@@ -62,8 +62,26 @@ def test_train_with_and_without_the_default_config_is_the_same_run():
     without = _run_config(parse(["train"]))
     assert without == Config()
     assert _run_config(parse(["train", "--config", DEFAULT_YAML])) == without
-    assert without.train.epochs == 30 and without.data.path == "runs/demo/data"  # the embedded default
+    assert without.train.epochs is None and without.data.path == "runs/demo/data"  # the embedded default
     assert without.model.architecture == "wav2vec2-bert"
+
+
+@pytest.mark.parametrize(
+    "epochs, batches, accumulation, expected",
+    [
+        (None, 57, 1, 30),  # RAVDESS: 30 epochs make 1710 steps, more than min_steps
+        (None, 40, 1, 30),  # exactly 1200
+        (None, 20, 1, 60),  # EmoDB: 20 steps an epoch
+        (None, 39, 1, 31),  # the demo corpus: 30 epochs would make 1170
+        (None, 20, 2, 120),  # steps, not batches: 10 steps an epoch
+        (None, 1, 1, 1200),
+        (5, 20, 1, 5),  # asked for: exactly that
+    ],
+)
+def test_epochs_none_trains_at_least_30_epochs_and_min_steps_steps(epochs, batches, accumulation, expected):
+    train = TrainConfig(epochs=epochs, gradient_accumulation_steps=accumulation)
+    assert train.min_steps == 1200
+    assert train.epochs_for(batches) == expected
 
 
 def test_flags_override_the_file_and_overrides_override_flags(tmp_path):

@@ -40,6 +40,12 @@ def test_missing_backbone_is_a_config_error(tmp_path):
 
 
 @pytest.mark.fast
+def test_a_misspelt_small_model_key_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown model.small key 'hiden_size': not a Wav2Vec2BertConfig"):
+        build_model(ModelConfig(small={"hiden_size": 32}), LABELS)
+
+
+@pytest.mark.fast
 @pytest.mark.parametrize("norm, mask", [("layer", True), ("group", False)])
 def test_batched_equals_single(norm, mask):
     """A clip's scores are the same alone and inside a mixed-length batch: masked padding for

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import REPO_ROOT, TINY_TRAIN, ser
+from safetensors.torch import load_file
 from sklearn.metrics import precision_recall_fscore_support, recall_score
 from sklearn.utils.class_weight import compute_class_weight
 
@@ -134,6 +135,44 @@ def test_training_writes_curves_model_card_and_tensorboard_logs(trained):
     )
 
 
+def test_best_holds_the_final_weights_by_default(trained):
+    metrics = json.loads((trained / "metrics.json").read_text())
+    final = metrics["history"][-1]
+    assert metrics["kept"] == "last" and metrics["best_step"] == final["step"] == len(metrics["train_log"])
+    assert metrics["best_val_uar"] == final["val_uar"]
+    last = checkpoint_dirs(trained / "checkpoints")[-1]
+    assert last.name == f"step-{final['step']:07d}"
+    kept, trained_to = (load_file(d / "model.safetensors") for d in (trained / "best", last))
+    assert kept.keys() == trained_to.keys()
+    assert all(torch.equal(kept[k], trained_to[k]) for k in kept)
+    assert "the final weights (step" in (trained / "best" / "README.md").read_text()
+
+
+def test_keep_best_holds_the_weights_of_the_best_validation(straight_run):
+    uars = [h["val_uar"] for h in straight_run["history"]]
+    assert straight_run["kept"] == "best"
+    assert straight_run["best_step"] == straight_run["history"][uars.index(max(uars))]["step"]
+    assert straight_run["best_val_uar"] == max(uars)
+
+
+def test_early_stopping_needs_keep_best(prepared, tmp_path, ser_here):
+    done = ser_here(
+        "train",
+        "--data",
+        str(prepared),
+        "--output-dir",
+        str(tmp_path),
+        "--early-stopping-patience",
+        "2",
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "ser train: error: train.early_stopping_patience keeps the best weights: add --keep best"
+    ]
+    assert not (tmp_path / "metrics.json").exists()
+
+
 def test_overfit_batches_drives_the_loss_near_zero(prepared, ser_here):
     done = ser_here("train", "--data", str(prepared), "--overfit-batches", "1", "train.batch_size=4")
     assert "the model can learn" in done.stdout
@@ -162,7 +201,8 @@ def test_sanity_report_describes_the_first_batch(prepared, tmp_path, ser_here):
 
 
 # Kill-and-resume runs: 4 epochs of 6 steps, a full checkpoint every 4 steps and at each validation.
-KILL_ARGS = [*TINY_TRAIN, *QUIET, "train.epochs=4", "train.save_every=4"]
+# `best/` is replaced after every validation that gains (train.keep=best): more writes to kill.
+KILL_ARGS = [*TINY_TRAIN, *QUIET, "train.epochs=4", "train.save_every=4", "train.keep=best"]
 
 # Prepended to `ser train` to sleep after every file a checkpoint write makes, so that a kill can
 # land inside one (the numbers do not change: only time passes).

@@ -8,9 +8,11 @@ scheduler and RNG states loaded back with `torch.load(weights_only=True)`.
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 
 import numpy as np
+from accelerate import PartialState
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -132,7 +134,7 @@ def train_fold_with_trainer(
     strategy = {"strategy": "steps", "steps": tc.eval_every} if tc.eval_every else {"strategy": "epoch"}
     args = TrainingArguments(
         output_dir=str(out),
-        num_train_epochs=tc.epochs,
+        num_train_epochs=tc.epochs_for(math.ceil(len(setup.train_loader) / PartialState().num_processes)),
         per_device_train_batch_size=tc.batch_size,
         per_device_eval_batch_size=tc.batch_size,
         gradient_accumulation_steps=tc.gradient_accumulation_steps,
@@ -143,7 +145,7 @@ def train_fold_with_trainer(
         **{f"eval_{k}": v for k, v in strategy.items()},
         **{f"save_{k}": v for k, v in strategy.items()},
         save_total_limit=tc.keep_checkpoints or None,
-        load_best_model_at_end=True,
+        load_best_model_at_end=tc.keep == "best",
         metric_for_best_model="uar",
         greater_is_better=True,
         restore_callback_states_from_checkpoint=True,  # early-stopping patience survives --resume
@@ -173,17 +175,22 @@ def train_fold_with_trainer(
         trainer.accelerator.print(f"nothing to resume in {out}: starting from the beginning")
     trainer.train(resume_from_checkpoint=checkpoint)
 
+    validated = _records(trainer.state.log_history)[1]
+    if tc.keep == "last" and (not validated or validated[-1]["step"] != trainer.state.global_step):
+        trainer.evaluate()  # the kept final weights, validated as our loop does
     acc = trainer.accelerator
     if trainer.is_world_process_zero():
         save_model_dir(trainer.model, extractor, out / "best")
     acc.wait_for_everyone()
     train_log, history = _records(trainer.state.log_history)
+    kept = history[-1] if tc.keep == "last" else {"step": trainer.state.best_global_step}
     results = {
         "fold": fold,
         "trainer": "hf",
         "parameters": setup.parameters,
-        "best_step": trainer.state.best_global_step,
-        "best_val_uar": trainer.state.best_metric,
+        "kept": tc.keep,
+        "best_step": kept["step"],
+        "best_val_uar": next(r["val_uar"] for r in history if r["step"] == kept["step"]),
         "stopped_early": bool(early and early.early_stopping_patience_counter >= tc.early_stopping_patience),
         "history": history,
         "config": cfg.to_dict(),

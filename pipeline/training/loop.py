@@ -81,7 +81,8 @@ class FoldTraining:
         acc.wait_for_everyone()
         self.setup: Setup = set_up(cfg, fold, acc)
         self.steps_per_epoch = math.ceil(len(self.setup.train_loader) / cfg.train.gradient_accumulation_steps)
-        self.total_steps = cfg.train.epochs * self.steps_per_epoch
+        self.epochs = cfg.train.epochs_for(len(self.setup.train_loader))
+        self.total_steps = self.epochs * self.steps_per_epoch
         self.scheduler = build_scheduler(self.setup.optimizer.optimizer, cfg.train, self.total_steps)
         self.evaluation = Stopwatch()  # time spent validating and testing, reported with the results
 
@@ -122,17 +123,20 @@ class FoldTraining:
             f"step {state.step} (epoch {record['epoch']:g}): train loss {record['train_loss']:.4f} · "
             f"val loss {val_loss:.4f} · val acc {val['accuracy']:.3f} · val UAR {val['uar']:.3f}"
         )
-        if val["uar"] > state.best_uar:
-            state.best_uar, state.best_step, state.stale = val["uar"], state.step, 0
-            if acc.is_main_process:
-                save_model_dir(acc.unwrap_model(setup.model), setup.extractor, self.out / "best")
-            acc.wait_for_everyone()
+        improved = val["uar"] > state.best_uar
+        if improved:
+            state.best_uar, state.stale = val["uar"], 0
         else:
             state.stale += 1
             patience = self.cfg.train.early_stopping_patience
             if patience and state.stale >= patience:
                 state.stopped_early = True
                 acc.print(f"early stopping: no validation UAR gain in {state.stale} validations")
+        if improved if self.cfg.train.keep == "best" else state.step >= self.total_steps:
+            state.best_step = state.step
+            if acc.is_main_process:
+                save_model_dir(acc.unwrap_model(setup.model), setup.extractor, self.out / "best")
+            acc.wait_for_everyone()
         self._checkpoint(state)
         if self.on_evaluate:
             self.on_evaluate(state.step, record)
@@ -146,7 +150,7 @@ class FoldTraining:
             total=self.total_steps, initial=state.step, desc="training", disable=not acc.is_local_main_process
         )
         model.train()
-        while state.epoch < cfg.epochs and not state.stopped_early:
+        while state.epoch < self.epochs and not state.stopped_early:
             setup.set_epoch(state.epoch)
             loader = acc.skip_first_batches(setup.train_loader, state.batches_done)
             losses = []
@@ -190,8 +194,9 @@ class FoldTraining:
             "fold": self.fold,
             "trainer": "accelerate",
             "parameters": setup.parameters,
+            "kept": self.cfg.train.keep,
             "best_step": state.best_step,
-            "best_val_uar": state.best_uar,
+            "best_val_uar": next(r["val_uar"] for r in state.history if r["step"] == state.best_step),
             "stopped_early": state.stopped_early,
             **self.padding(),
             "history": state.history,
@@ -214,7 +219,8 @@ def train_fold(
     acc.init_trackers("ser", config=_tracker_config(cfg))
     pad = run.padding()
     acc.print(
-        f"{len(setup.dataset['train'])} training clips, {run.total_steps} steps; padding is "
+        f"{len(setup.dataset['train'])} training clips, {run.epochs} epochs of {run.steps_per_epoch} "
+        f"steps; padding is "
         f"{pad['padding_fraction']:.1%} of the samples (random batches would pad "
         f"{pad['padding_fraction_random_batches']:.1%})"
     )

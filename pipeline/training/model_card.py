@@ -26,8 +26,7 @@ with ser-toolkit from {{ backbone }}.
 
 ## Results
 
-Held-out test split ({{ test_samples }} clips{{ test_note }}), best checkpoint by validation UAR (step
-{{ best_step }}):
+Held-out test split ({{ test_samples }} clips{{ test_note }}), {{ kept }} (step {{ best_step }}):
 
 | metric | this model | classical baseline |
 |---|---|---|
@@ -127,6 +126,7 @@ def write_model_card(best: Path, cfg: Config, results: dict, trainer: str) -> No
         data=data,
         test_samples=test["samples"],
         test_note=f", fold {results['fold']}" if results.get("fold") else "",
+        kept="the final weights" if results["kept"] == "last" else "the best weights by validation UAR",
         best_step=results["best_step"],
         accuracy=f"{test['accuracy']:.3f}",
         uar=f"{test['uar']:.3f}",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +105,8 @@ def _fit_head(model, x: dict, y: dict, labels: list[str], cfg: Config) -> tuple[
         lr=cfg.train.head_learning_rate or cfg.train.learning_rate,
     )
     history, best_uar, best_epoch, best = [], -1.0, 0, []
-    for epoch in range(1, cfg.train.epochs + 1):
+    epochs = cfg.train.epochs_for(math.ceil(len(y["train"]) / cfg.train.batch_size))
+    for epoch in range(1, epochs + 1):
         losses = []
         for idx in torch.randperm(len(y["train"]), device=model.device).split(cfg.train.batch_size):
             loss = loss_of(head_logits(model, x["train"][idx]), y["train"][idx])

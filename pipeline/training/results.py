@@ -79,7 +79,7 @@ def complete(
 def write_results(out: Path, results: dict, train_log: list[dict], cfg: Config, trainer: str) -> None:
     """metrics.json, curves.png, confusion_matrix.png, and in best/: metrics, matrix and model card."""
     write_file_atomic(out / "metrics.json", json.dumps({**results, "train_log": train_log}, indent=1))
-    plot_curves(train_log, results["history"], out / "curves.png")
+    plot_curves(train_log, results["history"], results["best_step"], out / "curves.png")
     if "test" in results:
         plot_confusion_matrix(results["test"], out / "confusion_matrix.png")
         shutil.copy(out / "confusion_matrix.png", out / "best" / "confusion_matrix.png")

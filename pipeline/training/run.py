@@ -41,6 +41,8 @@ def train(cfg: Config, resume: bool = False, on_evaluate: OnEvaluate | None = No
     if unknown:
         known = ", ".join(["all", *LOGGER_TYPE_TO_CLASS])
         raise ConfigError(f"train.report_to: unknown tracker {unknown[0]!r}; choose from {known}")
+    if cfg.train.early_stopping_patience and cfg.train.keep != "best":
+        raise ConfigError("train.early_stopping_patience keeps the best weights: add --keep best")
     if cfg.train.trainer == "hf":
         from .hf_trainer import train_fold_with_trainer as fit  # imports Trainer (slow): only when used
     else:

@@ -72,7 +72,7 @@ def suggest(trial: optuna.Trial, cfg: Config, space: SearchSpace, train_clips: i
 def freeze_steps(cfg: Config, train_clips: int, fraction: float) -> int:
     """`fraction` of the run's optimizer steps (as `train_fold` counts them)."""
     batches = math.ceil(train_clips / cfg.train.batch_size)
-    steps = cfg.train.epochs * math.ceil(batches / cfg.train.gradient_accumulation_steps)
+    steps = cfg.train.epochs_for(batches) * math.ceil(batches / cfg.train.gradient_accumulation_steps)
     return round(fraction * steps)
 
 
