@@ -1110,8 +1110,9 @@ def test_later_overrides_win_and_others_keep_their_defaults():
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("train.epochs=2.0", "config key 'train.epochs' expects int, got 2.0"),
-        ("train.epochs=", "config key 'train.epochs' expects int, got None"),
+        ("train.batch_size=2.0", "config key 'train.batch_size' expects int, got 2.0"),
+        ("train.batch_size=", "config key 'train.batch_size' expects int, got None"),
+        ("train.epochs=2.0", "config key 'train.epochs' expects int or null, got 2.0"),
         ("train.learning_rate=fast", "config key 'train.learning_rate' expects float, got 'fast'"),
         ("train.learning_rate=true", "config key 'train.learning_rate' expects float, got True"),
         (
