@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from .arguments import add_flags, from_flags, given_flags
-from .config import BACKENDS, PRECISIONS, Config, PrepareConfig, SynthConfig, load_config
+from .config import BACKENDS, KEPT, PRECISIONS, Config, PrepareConfig, SynthConfig, load_config
 from .errors import SerError
 from .inference.answers import Options
 from .inference.vad import VadConfig
@@ -88,8 +88,7 @@ def _print_result(results: dict, cfg: Config) -> None:
         print(f"test: {_scores(test)}")
         baseline = results["baseline"]["test"]["uar"]
         print(f"baseline UAR {baseline:.3f} · this model {test['uar']:.3f} (test speakers; `ser baseline`)")
-    kept = "final weights" if cfg.train.keep == "last" else "best weights by validation UAR"
-    print(f"kept checkpoint ({kept}): {Path(cfg.train.output_dir) / 'best'}")
+    print(f"kept checkpoint ({KEPT[cfg.train.keep]}): {Path(cfg.train.output_dir) / 'best'}")
 
 
 def _baseline(args) -> None:

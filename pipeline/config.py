@@ -27,7 +27,7 @@ PRECISIONS, BACKENDS = ("auto", "fp32", "bf16", "int8"), ("torch", "onnx")
 TRAINERS = ("accelerate", "hf")
 SCHEDULES = ("linear", "cosine", "constant")
 CLASS_WEIGHTS = ("none", "balanced")
-KEPT = ("last", "best")
+KEPT = {"last": "the final weights", "best": "the best weights by validation UAR"}  # train.keep
 MIXED_PRECISIONS = ("no", "fp16", "bf16")
 DEFAULT_EPOCHS = 30  # `train.epochs: null` trains at least this many (more for `train.min_steps`)
 
@@ -127,7 +127,7 @@ class TrainConfig:
         "the weights best/ holds: last = the final ones (trained until the schedule's learning rate "
         "reaches zero), best = those of the best validation UAR (with few validation speakers that "
         "choice is mostly noise: docs/training.md)",
-        choices=KEPT,
+        choices=tuple(KEPT),
     )
     early_stopping_patience: int = option(0, "stop after N validations without UAR gain (keep=best); 0=off")
     save_every: int = option(0, "full-state checkpoint every N steps; 0 = at each validation")

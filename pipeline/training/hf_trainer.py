@@ -183,14 +183,11 @@ def train_fold_with_trainer(
         save_model_dir(trainer.model, extractor, out / "best")
     acc.wait_for_everyone()
     train_log, history = _records(trainer.state.log_history)
-    kept = history[-1] if tc.keep == "last" else {"step": trainer.state.best_global_step}
     results = {
         "fold": fold,
         "trainer": "hf",
         "parameters": setup.parameters,
-        "kept": tc.keep,
-        "best_step": kept["step"],
-        "best_val_uar": next(r["val_uar"] for r in history if r["step"] == kept["step"]),
+        "best_step": history[-1]["step"] if tc.keep == "last" else trainer.state.best_global_step,
         "stopped_early": bool(early and early.early_stopping_patience_counter >= tc.early_stopping_patience),
         "history": history,
         "config": cfg.to_dict(),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from ..config import Config
+from ..config import KEPT, Config
 
 _TEMPLATE = """---
 {{ card_data }}
@@ -126,7 +126,7 @@ def write_model_card(best: Path, cfg: Config, results: dict, trainer: str) -> No
         data=data,
         test_samples=test["samples"],
         test_note=f", fold {results['fold']}" if results.get("fold") else "",
-        kept="the final weights" if results["kept"] == "last" else "the best weights by validation UAR",
+        kept=KEPT[results["kept"]],
         best_step=results["best_step"],
         accuracy=f"{test['accuracy']:.3f}",
         uar=f"{test['uar']:.3f}",

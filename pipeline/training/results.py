@@ -61,6 +61,10 @@ def complete(
     """The end of every run: `best/` evaluated as `ser evaluate` evaluates it (timed with the
     validations), the classical baseline on the same split (`ser baseline`), then metrics.json,
     the plots and the model card."""
+    results["kept"] = setup.cfg.train.keep
+    results["best_val_uar"] = next(
+        r["val_uar"] for r in results["history"] if r["step"] == results["best_step"]
+    )
     with stopwatch:
         batch_size = setup.cfg.train.batch_size
         results.update(
