@@ -42,7 +42,7 @@ class DataConfig:
     )
     max_train_seconds: float = option(3.0, "random crop of longer clips while training")
     speed_perturbation: float = option(
-        0.0, "training clips play at a random speed in [1 - x, 1 + x] (tempo and pitch); 0 = off"
+        0.1, "training clips play at a random speed in [1 - x, 1 + x] (tempo and pitch); 0 = off"
     )
     noise_snr_db: float | None = option(
         None, "training clips get white noise at a random SNR in [x, x + 20] dB; none = off"
