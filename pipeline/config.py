@@ -129,7 +129,7 @@ class TrainConfig:
         "choice is mostly noise: docs/training.md)",
         choices=tuple(KEPT),
     )
-    early_stopping_patience: int = option(0, "stop after N validations without UAR gain (keep=best); 0=off")
+    early_stopping_patience: int = option(0, "stop after N validations without UAR gain (keep=best); 0 = off")
     save_every: int = option(0, "full-state checkpoint every N steps; 0 = at each validation")
     keep_checkpoints: int = option(2, "full-state checkpoints kept for --resume")
     report_to: list[str] = option(
