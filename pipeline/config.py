@@ -109,8 +109,9 @@ class TrainConfig:
     gradient_accumulation_steps: int = option(1, "batches per optimizer step")
     max_grad_norm: float = option(1.0, "gradient clipping")
     freeze_backbone_steps: int = option(0, "train only the head for the first N optimizer steps")
-    class_weights: str = option(
-        "none", "balanced: inverse class frequency in the loss", choices=CLASS_WEIGHTS
+    class_weights: str = option("none", "balanced: loss weights 1 / class frequency", choices=CLASS_WEIGHTS)
+    label_smoothing: float = option(
+        0.1, "training targets: 1 - x on the clip's class plus x spread evenly over all classes; 0 = off"
     )
     group_by_length: bool = option(
         False,

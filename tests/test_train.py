@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from safetensors.torch import load_file
 from sklearn.metrics import precision_recall_fscore_support, recall_score
 from sklearn.utils.class_weight import compute_class_weight
 
-from pipeline.config import ModelConfig, TrainConfig
+from pipeline.config import Config, ModelConfig, TrainConfig
 from pipeline.files import fresh_temp_dir, publish_dir, recover_dir
 from pipeline.metrics import evaluate_predictions
 from pipeline.model import build_feature_extractor, build_model, load_checkpoint
@@ -36,6 +37,8 @@ from pipeline.training.checkpoint import (
     trainer_state,
 )
 from pipeline.training.optim import build_optimizer, build_scheduler, class_weights
+from pipeline.training.sanity import loss_floor
+from pipeline.training.setup import loss_of, training_loss
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 QUIET = ["train.report_to=[]"]
@@ -110,6 +113,28 @@ def test_balanced_class_weights_match_scikit_learn():
 
 
 @pytest.mark.fast
+def test_the_training_loss_smooths_targets_and_weights_classes_validation_does_not():
+    """Smoothing ε: the target is 1 - ε on the clip's class plus ε/K on every class (K classes),
+    so the loss is (1 - ε) NLL + ε mean(-log p); class weights scale each term by its class's."""
+    logits, labels = (
+        torch.randn(6, 4, generator=torch.Generator().manual_seed(0)),
+        torch.tensor([0, 1, 2, 3, 3, 1]),
+    )
+    log_p = logits.log_softmax(-1)
+    nll, uniform = -log_p[torch.arange(6), labels], -log_p.mean(-1)
+    cfg = Config()
+    assert cfg.train.label_smoothing == 0.1  # the default
+    setup = SimpleNamespace(cfg=cfg, weights=None)
+    assert training_loss(setup, logits, labels) == pytest.approx(float((0.9 * nll + 0.1 * uniform).mean()))
+    assert loss_of(logits, labels) == pytest.approx(float(nll.mean()))  # validation: plain cross-entropy
+    cfg.train.label_smoothing = 0.0
+    assert training_loss(setup, logits, labels) == pytest.approx(float(nll.mean()))
+    weights = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    setup.weights, w = weights, weights[labels]
+    assert training_loss(setup, logits, labels) == pytest.approx(float((w * nll).sum() / w.sum()))
+
+
+@pytest.mark.fast
 def test_half_written_checkpoints_are_never_picked_up(tmp_path):
     for step in (10, 20, 30):
         (tmp_path / f"step-{step:07d}").mkdir()
@@ -173,11 +198,23 @@ def test_early_stopping_needs_keep_best(prepared, tmp_path, ser_here):
     assert not (tmp_path / "metrics.json").exists()
 
 
-def test_overfit_batches_drives_the_loss_near_zero(prepared, ser_here):
-    done = ser_here("train", "--data", str(prepared), "--overfit-batches", "1", "train.batch_size=4")
-    assert "the model can learn" in done.stdout
-    final = float(done.stdout.split("->")[1].split()[0])
-    assert final < 0.05
+def test_overfit_batches_drives_the_loss_to_its_floor(prepared, ser_here):
+    """Near zero without label smoothing; with it, near the smoothed targets' entropy (4 classes,
+    ε 0.1: 0.3488), which no model can go below."""
+    assert loss_floor(0.0, 4) == 0.0 and loss_floor(0.1, 4) == pytest.approx(0.3488, abs=1e-4)
+    for smoothing in (0.0, 0.1):
+        done = ser_here(
+            "train",
+            "--data",
+            str(prepared),
+            "--overfit-batches",
+            "1",
+            "train.batch_size=4",
+            f"train.label_smoothing={smoothing}",
+        )
+        assert "the model can learn" in done.stdout
+        final = float(done.stdout.split("->")[1].split()[0])
+        assert loss_floor(smoothing, 4) <= final < loss_floor(smoothing, 4) + 0.05
 
 
 def test_sanity_report_describes_the_first_batch(prepared, tmp_path, ser_here):

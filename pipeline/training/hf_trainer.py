@@ -22,7 +22,7 @@ from .checkpoint import rng_state, save_model_dir, set_rng_state
 from .loop import OnEvaluate
 from .optim import build_scheduler
 from .results import Stopwatch, complete
-from .setup import Setup, loss_of, set_up
+from .setup import Setup, loss_of, set_up, training_loss
 
 
 class _SerTrainer(Trainer):
@@ -59,12 +59,12 @@ class _SerTrainer(Trainer):
         return self.lr_scheduler
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """Our loss, class-weighted in training as in our loop (unweighted for validation)."""
+        """Our loop's training loss in training, the plain one for validation."""
         inputs = dict(inputs)
         labels = inputs.pop("labels")
         outputs = model(**inputs)
-        weights = self.setup.weights if model.training and self.setup.weights is not None else None
-        loss = loss_of(outputs.logits, labels, None if weights is None else weights.to(labels.device))
+        score = functools.partial(training_loss, self.setup) if model.training else loss_of
+        loss = score(outputs.logits, labels)
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict, start_time=None) -> None:

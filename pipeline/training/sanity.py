@@ -14,9 +14,9 @@ from accelerate import Accelerator
 from ..config import Config
 from ..errors import SerError
 from ..files import write_file_atomic
-from .setup import Setup, loss_of, set_up, train_step
+from .setup import Setup, set_up, train_step, training_loss
 
-OVERFIT_LOSS = 0.05  # "near zero": the check passes below this training loss
+OVERFIT_LOSS = 0.05  # "near zero": the check passes this close to the loss's floor
 
 
 def _gradient_norms(model) -> dict[str, float]:
@@ -40,7 +40,7 @@ def sanity_report(setup: Setup, acc: Accelerator) -> dict:
     values = batch[name].float()
     mask = batch.get("attention_mask")
     model.train()
-    loss = loss_of(model(**batch).logits, labels, setup.weights)
+    loss = training_loss(setup, model(**batch).logits, labels)
     acc.backward(loss)
     report = {
         "batch": {key: list(tensor.shape) for key, tensor in batch.items()},
@@ -67,11 +67,20 @@ def sanity_report(setup: Setup, acc: Accelerator) -> dict:
     return report
 
 
+def loss_floor(smoothing: float, classes: int) -> float:
+    """The least training loss: the entropy of the smoothed targets (0 without smoothing)."""
+    if smoothing == 0:
+        return 0.0
+    high, low = 1 - smoothing + smoothing / classes, smoothing / classes
+    return -(high * math.log(high) + (classes - 1) * low * math.log(low))
+
+
 def overfit_batches(cfg: Config, batches: int, max_steps: int = 300) -> dict:
-    """Trains on the same `batches` training batches until the loss is near zero (or `max_steps`):
-    a model that cannot memorise a handful of clips has a bug, not a tuning problem."""
+    """Trains on the same `batches` training batches until the loss is near its floor (or
+    `max_steps`): a model that cannot memorise a handful of clips has a bug, not a tuning problem."""
     acc = Accelerator(mixed_precision=cfg.train.mixed_precision)
     setup = set_up(cfg, cfg.data.fold or 0, acc)
+    target = loss_floor(cfg.train.label_smoothing, len(setup.labels)) + OVERFIT_LOSS
     fixed = list(itertools.islice(setup.train_loader, batches))  # cropped once, then the same every time
     setup.model.train()
     losses = []
@@ -80,13 +89,13 @@ def overfit_batches(cfg: Config, batches: int, max_steps: int = 300) -> dict:
         if step % len(fixed) == len(fixed) - 1:
             epoch_loss = float(np.mean(losses[-len(fixed) :]))
             print(f"step {step + 1}: loss {epoch_loss:.4f}", flush=True)
-            if epoch_loss < OVERFIT_LOSS:
+            if epoch_loss < target:
                 break
     final = float(np.mean(losses[-len(fixed) :]))
     result = {"batches": len(fixed), "steps": len(losses), "initial_loss": losses[0], "final_loss": final}
-    if final >= OVERFIT_LOSS:
+    if final >= target:
         raise SerError(
             f"could not overfit {len(fixed)} batch(es): loss {losses[0]:.3f} -> {final:.3f} after "
-            f"{len(losses)} steps (expected < {OVERFIT_LOSS}); check labels, learning rate and the model"
+            f"{len(losses)} steps (expected < {target:.3f}); check labels, learning rate and the model"
         )
     return result

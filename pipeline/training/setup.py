@@ -28,6 +28,13 @@ def loss_of(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | 
     return F.cross_entropy(logits.float(), labels, weight=weights, **kwargs)
 
 
+def training_loss(setup: Setup, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The loss that training minimises: class-weighted (`train.class_weights`), with smoothed
+    targets (`train.label_smoothing`); validation scores the plain `loss_of`."""
+    weights = None if setup.weights is None else setup.weights.to(labels.device)
+    return loss_of(logits, labels, weights, label_smoothing=setup.cfg.train.label_smoothing)
+
+
 def _check_extractor(data_extractor, cfg: Config) -> None:
     model_extractor = build_feature_extractor(cfg.model)
     keys = ("sampling_rate", "do_normalize", "return_attention_mask")
@@ -123,7 +130,7 @@ def train_step(setup: Setup, accelerator: Accelerator, batch: dict) -> torch.Ten
     `accelerator.accumulate`, the step happens only where the accumulated gradients sync."""
     batch = dict(batch)
     labels = batch.pop("labels")
-    loss = loss_of(setup.model(**batch).logits, labels, setup.weights)
+    loss = training_loss(setup, setup.model(**batch).logits, labels)
     accelerator.backward(loss)
     if accelerator.sync_gradients:
         accelerator.clip_grad_norm_(setup.model.parameters(), setup.cfg.train.max_grad_norm)
