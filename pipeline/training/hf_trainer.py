@@ -63,8 +63,10 @@ class _SerTrainer(Trainer):
         inputs = dict(inputs)
         labels = inputs.pop("labels")
         outputs = model(**inputs)
-        score = functools.partial(training_loss, self.setup) if model.training else loss_of
-        loss = score(outputs.logits, labels)
+        if model.training:
+            loss = training_loss(self.setup, outputs.logits, labels)
+        else:
+            loss = loss_of(outputs.logits, labels)
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict, start_time=None) -> None:

@@ -23,8 +23,8 @@ from .optim import build_optimizer, class_weights
 
 
 def loss_of(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None, **kwargs):
-    """Cross-entropy in fp32 (mixed precision computes logits in half), class-weighted when
-    `train.class_weights` asks for it (training only); `kwargs` go to `F.cross_entropy`."""
+    """Cross-entropy in fp32 (mixed precision computes logits in half); `weights` and `kwargs` go
+    to `F.cross_entropy`. Validation's loss as it is; training's through `training_loss`."""
     return F.cross_entropy(logits.float(), labels, weight=weights, **kwargs)
 
 
