@@ -48,10 +48,10 @@ class DataConfig:
         None, "training clips get white noise at a random SNR in [x, x + 20] dB; none = off"
     )
     mel_warp: float = option(
-        0.12, "log-mel models: training clips' mel axis warped by a random factor in [1 - x, 1 + x] (VTLP)"
+        0.25, "log-mel models: training clips' mel axis warped by a random factor in [1 - x, 1 + x] (VTLP)"
     )
     level_shift: float = option(
-        0.3, "log-mel models: training clips' normalised features shifted by a random offset in [-x, x]"
+        0.7, "log-mel models: training clips' normalised features shifted by a random offset in [-x, x]"
     )
     max_eval_seconds: float = option(
         10.0,
