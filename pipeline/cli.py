@@ -13,10 +13,12 @@ import sys
 from pathlib import Path
 
 from .arguments import add_flags, from_flags, given_flags
-from .config import BACKENDS, KEPT, PRECISIONS, Config, PrepareConfig, SynthConfig, load_config
+from .config import BACKENDS, PRECISIONS, Config, PrepareConfig, SynthConfig, load_config
 from .errors import SerError
+from .functionals import FEATURE_SETS
 from .inference.answers import Options
 from .inference.vad import VadConfig
+from .reports import print_cross_validation, print_result, scores
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 
@@ -62,46 +64,31 @@ def _train(args) -> None:
 
     results = train(cfg, resume=args.resume)
     if "cross_validation" in results:
-        for key, stats in results["cross_validation"].items():
-            print(f"{key}: {stats['mean']:.3f} ± {stats['std']:.3f} over {len(stats['folds'])} folds")
+        print_cross_validation(results["cross_validation"])
         print(f"per-fold runs and cv_metrics.json in {cfg.train.output_dir}")
         return
-    _print_result(results, cfg)
+    print_result(results, cfg)
 
 
 def _probe(args) -> None:
     from .training.probe import train_probe
 
     cfg = _run_config(args)
-    _print_result(train_probe(cfg, fold=cfg.data.fold or 0), cfg)
-
-
-def _scores(metrics: dict) -> str:
-    return (
-        f"accuracy {metrics['accuracy']:.3f} · UAR {metrics['uar']:.3f} · macro-F1 {metrics['macro_f1']:.3f}"
-    )
-
-
-def _print_result(results: dict, cfg: Config) -> None:
-    test = results.get("test")
-    if test:
-        print(f"test: {_scores(test)}")
-        baseline = results["baseline"]["test"]["uar"]
-        print(f"baseline UAR {baseline:.3f} · this model {test['uar']:.3f} (test speakers; `ser baseline`)")
-    print(f"kept checkpoint ({KEPT[cfg.train.keep]}): {Path(cfg.train.output_dir) / 'best'}")
+    print_result(train_probe(cfg, fold=cfg.data.fold or 0), cfg)
 
 
 def _baseline(args) -> None:
-    from .data.prepared import fold_count, load_prepared
+    from .data.functionals_cache import table_functionals
+    from .data.prepared import fold_count
     from .metrics import fold_summary
     from .training.baseline import baseline_metrics
 
+    table_functionals(args.data, args.features, args.num_proc)  # computed once, in parallel
     runs = []
     for fold in range(fold_count(args.data)) if args.folds else [args.fold]:
-        dataset, labels, extractor = load_prepared(args.data, fold)
-        runs.append(baseline_metrics(dataset, labels, extractor.sampling_rate))
+        runs.append(baseline_metrics(args.data, fold, args.features))
         if not args.json:
-            print(f"fold {fold}: test {_scores(runs[-1]['test'])} (C={runs[-1]['C']:g})")
+            print(f"fold {fold}: test {scores(runs[-1]['test'])}")
     summary = fold_summary([run["test"] for run in runs])
     if args.json:
         print(json.dumps({"folds": runs, "cross_validation": summary} if args.folds else runs[0]))
@@ -229,8 +216,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = _run_parser(sub, "lr-find", LR_FIND_HELP, _lr_find, results="the plot and the curve")
     p.add_argument("--steps", type=int, default=100, help="batches of the sweep (1e-7 to 10)")
 
-    p = sub.add_parser("baseline", help="the classical reference: MFCC statistics + logistic regression")
+    p = sub.add_parser("baseline", help="the classical reference: openSMILE functionals + a linear SVM")
     p.add_argument("--data", required=True, help="prepared data directory (`ser prepare --out`)")
+    p.add_argument(
+        "--features",
+        choices=tuple(FEATURE_SETS),
+        default="compare",
+        help="compare: openSMILE ComParE_2016 (6,373); egemaps: eGeMAPSv02 (88); mfcc: MFCC statistics (120)",
+    )
+    p.add_argument("--num-proc", type=int, default=1, help="processes computing the functionals (cached)")
     p.add_argument("--fold", type=int, default=0, help="fold of the prepared splits")
     p.add_argument("--folds", action="store_true", help="every fold, with mean ± std")
     p.add_argument("--json", action="store_true")

@@ -17,6 +17,7 @@ from .arguments import option
 from .data.corpora import READERS
 from .data.splits import SplitConfig
 from .errors import ConfigError, first_line
+from .functionals import FEATURE_SETS
 from .small_models import SMALL_MODELS
 
 # Inference precision and backend of `ser predict/evaluate` and the service: auto = bf16 for models
@@ -55,8 +56,7 @@ class DataConfig:
     )
     max_eval_seconds: float = option(
         10.0,
-        "centre crop of longer clips for validation during training (bounds memory); the final "
-        "evaluation, like `ser evaluate`, classifies whole clips",
+        "centre crop of longer clips for validation while training; the final evaluation takes whole clips",
     )
 
 
@@ -78,6 +78,12 @@ class ModelConfig:
     small: dict[str, Any] = option(
         factory=dict, help="config values of the small model over its architecture's (SMALL_MODELS)"
     )
+    functionals: str | None = option(
+        "compare",
+        "fuse with a linear model on these clip functionals; none = the network alone",
+        choices=(None, *FEATURE_SETS),
+    )
+    functionals_weight: float = option(0.5, "the network's share of the fused log-probabilities")
 
 
 @dataclass
@@ -92,10 +98,7 @@ class TrainConfig:
         const="hf",
     )
     epochs: int | None = option(
-        None,
-        "passes over the training data; none = 30, or more on a small corpus, enough for "
-        "--min-steps optimizer steps (the small log-mel model from scratch needs them on real speech; "
-        "the synthetic demo corpus converges in 15: configs/demo.yaml)",
+        None, "passes over the training data; none = 30, or more where needed for --min-steps optimizer steps"
     )
     min_steps: int = option(
         1200, "with --epochs none: the fewest optimizer steps (EmoDB's 20 steps an epoch: 60 epochs)"
@@ -115,9 +118,7 @@ class TrainConfig:
     )
     group_by_length: bool = option(
         False,
-        "batch clips of similar duration: far less padding (33% -> 2% on the demo corpus), but where "
-        "duration gives the emotion away (demo corpus: sad clips are longest) batches become "
-        "single-emotion and training fails",
+        "batch clips of similar duration: less padding, but fails where duration gives the emotion away",
     )
     mixed_precision: str | None = option(
         None, "none = what `accelerate launch` says", choices=(None, *MIXED_PRECISIONS)
@@ -125,9 +126,7 @@ class TrainConfig:
     eval_every: int = option(0, "validate every N optimizer steps; 0 = after each epoch")
     keep: str = option(
         "last",
-        "the weights best/ holds: last = the final ones (trained until the schedule's learning rate "
-        "reaches zero), best = those of the best validation UAR (with few validation speakers that "
-        "choice is mostly noise: docs/training.md)",
+        "the weights best/ holds: last = the final ones, best = those of the best validation UAR",
         choices=tuple(KEPT),
     )
     early_stopping_patience: int = option(0, "stop after N validations without UAR gain (keep=best); 0 = off")
@@ -140,6 +139,7 @@ class TrainConfig:
     sanity_report: bool = option(
         False, "print shapes, ranges, label balance and gradient norms first (sanity.json)", flag="--sanity"
     )
+    calibrate: bool = option(True, "fit a temperature on the validation speakers: scores that match accuracy")
     seed: int = option(0, "seeds initialisation, batch order, crops and dropout")
     num_workers: int = option(0, "DataLoader worker processes")
 

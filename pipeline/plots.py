@@ -1,10 +1,12 @@
-"""Training plots: the confusion matrix and the loss and metric curves."""
+"""Training plots: the confusion matrix, the loss and metric curves and the reliability diagram."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+
+from .calibration import expected_calibration_error, reliability_bins, softmax
 
 
 def pyplot():
@@ -62,6 +64,46 @@ def plot_curves(train_log: list[dict], history: list[dict], kept_step: int, path
     right.set(xlabel="optimizer step", ylim=(0, 1.02), title="validation")
     left.legend()
     right.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_reliability(
+    logits: np.ndarray,
+    targets: np.ndarray,
+    temperature: float,
+    path: str | Path,
+    bins: int = 15,
+    title: str = "",
+) -> None:
+    """Reliability diagram: accuracy against confidence per confidence bin, of the raw probabilities and
+    of the temperature-scaled ones (ECE in the legend), the bins' sample counts below."""
+    plt = pyplot()
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(5, 5), sharex=True, gridspec_kw={"height_ratios": (3, 1)}
+    )
+    top.plot([0, 1], [0, 1], color="grey", ls="--", lw=0.8, label="perfect calibration")
+    width = 1 / bins
+    for t, name, color, shift in (
+        (1.0, "raw", "tab:red", -0.25),
+        (temperature, f"T = {temperature:.2f}", "tab:blue", 0.25),
+    ):
+        probabilities = softmax(logits, t)
+        rows = reliability_bins(probabilities, targets, bins)
+        ece = expected_calibration_error(probabilities, targets, bins)
+        top.plot(
+            [r["confidence"] for r in rows],
+            [r["accuracy"] for r in rows],
+            "o-",
+            color=color,
+            label=f"{name} (ECE {ece:.3f})",
+        )
+        centres = [(r["lower"] + r["upper"]) / 2 + shift * width for r in rows]
+        bottom.bar(centres, [r["count"] for r in rows], width=width / 2, color=color, alpha=0.7)
+    top.set(xlim=(0, 1), ylim=(0, 1.02), ylabel="accuracy", title=title or "reliability")
+    top.legend(loc="upper left", fontsize="small")
+    bottom.set(xlabel="confidence", ylabel="samples")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

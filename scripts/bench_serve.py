@@ -10,9 +10,11 @@ straightforward alternative, in one run, on loopback, with the same model and cl
 - alternative: `transformers.pipeline("audio-classification")` called per request behind a minimal
   FastAPI app (`scripts/baseline_server.py`, uvicorn, FastAPI's thread pool).
 
-Models: `small` (the default small model of `ModelConfig`, a Wav2Vec2-BERT on log-mel filter banks)
-and `base` (wav2vec2-base sized: the `Wav2Vec2Config()` defaults, 95 M parameters, group-norm encoder
-without attention mask, as facebook/wav2vec2-base), random weights (speed does not depend on them).
+Models: `small` (the default small model of `ModelConfig`, a Wav2Vec2-BERT on log-mel filter banks),
+`fused` (the same with the default recipe's functionals head: openSMILE ComParE_2016 functionals and
+a linear model, whose cost per clip is printed; the alternative runs its network alone) and `base`
+(wav2vec2-base sized: the `Wav2Vec2Config()` defaults, 95 M parameters, group-norm encoder without
+attention mask, as facebook/wav2vec2-base), random weights (speed does not depend on them).
 Clips: 3-second synthetic speech, 16 kHz mono WAV. For each concurrency level, a bounded load
 generator sends a fixed number of requests, at most `concurrency` in flight, after two warm-up
 requests; only one server runs at a time.
@@ -22,7 +24,8 @@ forward (the stock feature extractor + `model(**inputs)`, at the same precision,
 allocator settings) on the same clip in this process, torch's default threads. Writes Markdown
 tables and a plot to --out.
 
-    .venv/bin/python scripts/bench_serve.py     # both models, 5 settings: about 15 minutes on 2 cores
+    .venv/bin/python scripts/bench_serve.py     # small and base, 5 settings: about 15 minutes on 2 cores
+    .venv/bin/python scripts/bench_serve.py --models small,fused --servers torch:fp32
     .venv/bin/python scripts/bench_serve.py --models small --requests 16
 """
 
@@ -47,6 +50,8 @@ from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSe
 
 from pipeline.config import ModelConfig
 from pipeline.data.synth import SAMPLING_RATE, make_speakers, synthesize_utterance
+from pipeline.functionals import feature_count
+from pipeline.fusion import FunctionalsHead
 from pipeline.inference.memory import retain_freed_memory
 from pipeline.inference.predictor import Predictor
 from pipeline.model import build_feature_extractor, build_model
@@ -69,11 +74,17 @@ class Level:
 
 
 def make_checkpoint(kind: str, directory: Path) -> Path:
-    """The default small model, or a wav2vec2-base sized one, with random weights and 4 labels."""
+    """The default small model alone (`small`) or with the default recipe's functionals head
+    (`fused`: openSMILE ComParE_2016 + a linear model), or a wav2vec2-base sized model (`base`), with
+    random weights and 4 labels."""
     torch.manual_seed(0)
-    if kind == "small":
+    if kind in ("small", "fused"):
         build_model(ModelConfig(), LABELS).save_pretrained(directory, safe_serialization=True)
         build_feature_extractor(ModelConfig()).save_pretrained(directory)
+        if kind == "fused":
+            rng = np.random.default_rng(0)
+            x, y = rng.normal(size=(40, feature_count("compare"))), np.arange(40) % len(LABELS)
+            FunctionalsHead.fit(x, y, len(LABELS), "compare", SAMPLING_RATE, 0.5).save(directory)
         return directory
     config = Wav2Vec2Config(
         num_labels=len(LABELS),
@@ -96,6 +107,21 @@ def make_clips(n: int) -> list[bytes]:
         sf.write(buffer, wave[: int(CLIP_SECONDS * SAMPLING_RATE)], SAMPLING_RATE, format="WAV")
         clips.append(buffer.getvalue())
     return clips
+
+
+def head_ms(checkpoint: Path, clip: bytes, repeats: int = 7) -> float | None:
+    """Median time of the functionals head (openSMILE functionals + the linear model) on one clip,
+    in this process; None without a head."""
+    head = Predictor.from_pretrained(checkpoint, precision="fp32").head
+    if head is None:
+        return None
+    wave, _ = sf.read(io.BytesIO(clip), dtype="float32")
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        head.log_probabilities([wave])
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times[1:])
 
 
 def raw_forward_ms(checkpoint: Path, clip: bytes, precision: str, repeats: int = 7) -> float:
@@ -155,6 +181,12 @@ def bench_model(kind: str, args, clips: list[bytes], tmp: Path) -> tuple[list[Le
     precisions = dict.fromkeys(server.split(":")[1] for server in args.servers)
     raw = {p: raw_forward_ms(checkpoint, clips[0], p) for p in precisions}
     print(f"{kind}: raw forward per 3-s clip, ms: {raw}", flush=True)
+    head = head_ms(checkpoint, clips[0])
+    if head is not None:
+        print(
+            f"{kind}: the functionals head per 3-s clip (openSMILE + linear model), ms: {head:.1f}",
+            flush=True,
+        )
     home = tmp / kind / "bentoml"
     tag = export_to_store(checkpoint, home)
     results = []

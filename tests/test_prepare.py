@@ -109,6 +109,16 @@ def test_k_fold_training_reports_mean_and_spread(tmp_path):
     cv = json.loads((tmp_path / "run" / "cv_metrics.json").read_text())
     assert len(results["folds"]) == 3 and len(cv["uar"]["folds"]) == 3
     assert cv["uar"]["mean"] == pytest.approx(np.mean(cv["uar"]["folds"]))
-    baselines = [run["baseline"]["test"]["uar"] for run in results["folds"]]
-    assert cv["baseline_uar"]["folds"] == pytest.approx(baselines)  # both, fold by fold
+    for name in ("compare", "mfcc"):
+        baselines = [run["baselines"][name]["test"]["uar"] for run in results["folds"]]
+        assert cv["baselines_uar"][name]["folds"] == pytest.approx(baselines)  # both, fold by fold
+    assert cv["calibration"]["ece_after"]["folds"] == pytest.approx(
+        [run["calibration"]["test"]["ece_after"] for run in results["folds"]]
+    )
+    card = cv["protocol"]
+    assert card["chance_uar"] == pytest.approx(1 / len(card["labels"])) and len(card["folds"]) == 3
+    assert not card["test_speakers_seen_in_training"]
+    assert sorted(s for fold in card["folds"] for s in fold["test"]["speakers"]) == sorted(
+        {p.stem.split("_")[0] for p in corpus.rglob("*.wav")}
+    )  # every speaker tested once
     assert all((tmp_path / "run" / f"fold{i}" / "best" / "model.safetensors").is_file() for i in range(3))

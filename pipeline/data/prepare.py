@@ -4,7 +4,7 @@ Decoding is the expensive stage, so its results are cached per file under `OUT/c
 (one Arrow part per run that decoded something):
 running again with the same decoding settings decodes nothing, and a changed corpus or label
 subset decodes only the files not seen before. Changing only the splits re-splits and rewrites the
-(cheap) outputs.
+(cheap) outputs. The clips' openSMILE functionals are computed here too, once (`functionals/`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from .audio import load_audio, trim_silence
 from .audit import HARMLESS, audit_records, check_bad_fraction, decode_problem, problem_summary, report_lines
 from .corpora import read_corpora
 from .corpus_files import SYNTHETIC_MARK
+from .functionals_cache import DEFAULT_FUNCTIONALS, table_functionals
 from .prepared import AUDIO_FILE, DATASET_DIR, FEATURE_EXTRACTOR_DIR, open_dataset
 from .report import plot_summary, summary_lines
 from .splits import SPLITS, make_splits
@@ -235,4 +236,5 @@ def prepare(data_dirs: list[str | Path], out_dir: str | Path, cfg: PrepareConfig
     write_file_atomic(out / "report.txt", "\n".join([*summary_lines(summary), *report_lines(summary)]) + "\n")
     write_file_atomic(out / "summary.json", json.dumps(summary, indent=2))
     plot_summary(summary, first, out / "summary.png")
+    table_functionals(out, DEFAULT_FUNCTIONALS, cfg.num_proc)  # what training and `ser baseline` read
     return summary

@@ -22,20 +22,27 @@ def open_dataset(target: Path) -> datasets.Dataset:
     return datasets.concatenate_datasets([metadata, audio], axis=1)
 
 
-def load_prepared(data_dir: str | Path, fold: int = 0) -> tuple[datasets.DatasetDict, list[str], object]:
-    """(train/validation/test of `fold`, labels, feature extractor) written by `prepare`."""
-    from transformers import AutoFeatureExtractor
-
+def fold_plan(data_dir: str | Path, fold: int = 0) -> tuple[dict[str, list[int]], list[str]]:
+    """({split: row indices of the prepared table} of `fold`, labels) from splits.json."""
     root = Path(data_dir)
     if not (root / "splits.json").is_file():
         raise SerError(f"no prepared data in {root}: run `ser prepare --out {root}` first")
     plan = json.loads((root / "splits.json").read_text())
     if not 0 <= fold < len(plan["folds"]):
         raise SerError(f"{root} has {len(plan['folds'])} fold(s); fold {fold} does not exist")
+    return plan["folds"][fold], plan["labels"]
+
+
+def load_prepared(data_dir: str | Path, fold: int = 0) -> tuple[datasets.DatasetDict, list[str], object]:
+    """(train/validation/test of `fold`, labels, feature extractor) written by `prepare`."""
+    from transformers import AutoFeatureExtractor
+
+    root = Path(data_dir)
+    rows, labels = fold_plan(root, fold)
     dataset = open_dataset(root / DATASET_DIR)
-    splits = datasets.DatasetDict({name: dataset.select(plan["folds"][fold][name]) for name in SPLITS})
+    splits = datasets.DatasetDict({name: dataset.select(rows[name]) for name in SPLITS})
     extractor = AutoFeatureExtractor.from_pretrained(root / FEATURE_EXTRACTOR_DIR)
-    return splits, plan["labels"], extractor
+    return splits, labels, extractor
 
 
 def fold_count(data_dir: str | Path) -> int:

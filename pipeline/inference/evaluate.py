@@ -15,27 +15,32 @@ from ..metrics import evaluate_predictions
 from .predictor import Predictor
 
 
-def predicted_ids(predictor: Predictor, split, batch_size: int = 16) -> np.ndarray:
-    """The predicted class id of every clip of a prepared split, computed in batches of clips of
-    similar length (a clip's answer does not depend on its batch: `Predictor.logits`)."""
+def split_logits(predictor: Predictor, split, batch_size: int = 16) -> np.ndarray:
+    """(clips, classes) the answer's logits of every clip of a prepared split, computed in batches
+    of clips of similar length (a clip's answer does not depend on its batch: `Predictor.logits`)."""
     audio = split.with_format("numpy", columns=["input_values"])
     order = np.argsort(np.asarray(split["duration"]), kind="stable")
-    ids = np.empty(len(split), dtype=np.int64)
+    logits = np.empty((len(split), len(predictor.labels)), dtype=np.float32)
     for start in tqdm(range(0, len(split), batch_size), desc="evaluating", leave=False):
         rows = order[start : start + batch_size]
-        ids[rows] = predictor.logits([audio[int(i)]["input_values"] for i in rows]).argmax(-1).numpy()
-    return ids
+        logits[rows] = predictor.logits([audio[int(i)]["input_values"] for i in rows]).numpy()
+    return logits
+
+
+def split_targets(split, labels: list[str]) -> np.ndarray:
+    """The class id of every clip of a prepared split."""
+    index = {label: i for i, label in enumerate(labels)}
+    return np.array([index[label] for label in split["label"]], dtype=np.int64)
 
 
 def evaluate_splits(
     predictor: Predictor, dataset, labels: list[str], splits=("validation", "test"), batch_size: int = 16
 ) -> dict:
     """{split: metrics} of `predictor` on the non-empty `splits` of a prepared dataset."""
-    index = {label: i for i, label in enumerate(labels)}
     return {
         name: evaluate_predictions(
-            [index[label] for label in dataset[name]["label"]],
-            predicted_ids(predictor, dataset[name], batch_size),
+            split_targets(dataset[name], labels),
+            split_logits(predictor, dataset[name], batch_size).argmax(-1),
             labels,
         )
         for name in splits

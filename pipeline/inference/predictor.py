@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from pathlib import Path
@@ -14,6 +15,7 @@ from ..config import BACKENDS, PRECISIONS
 from ..data.audio import load_audio
 from ..errors import ConfigError
 from ..features import input_features
+from ..fusion import FunctionalsHead
 from ..model import load_checkpoint, model_labels
 from .answers import Prediction
 
@@ -112,23 +114,58 @@ def onnx_classifier(checkpoint: str | Path, precision: str, device: str | None):
     return OnnxClassifier(onnx_file(checkpoint, precision), precision)
 
 
-class Predictor:
-    """A fine-tuned classifier and its feature extractor, ready to classify waveforms."""
+TEMPERATURE_KEY = "calibration_temperature"  # in a checkpoint's config.json, written by training
 
-    def __init__(self, classifier, feature_extractor, labels: list[str]):
+
+def checkpoint_extras(checkpoint: str | Path, labels: list[str]) -> tuple[FunctionalsHead | None, float]:
+    """(the functionals head, the calibration temperature) saved in a checkpoint, where it has them."""
+    head = FunctionalsHead.load(checkpoint)
+    if head is not None and head.coef.shape[0] != len(labels):
+        raise ConfigError(
+            f"the functionals head in {checkpoint} has {head.coef.shape[0]} classes, not {len(labels)}"
+        )
+    try:
+        temperature = float(
+            json.loads((Path(checkpoint) / "config.json").read_text()).get(TEMPERATURE_KEY, 1.0)
+        )
+    except (OSError, ValueError, TypeError):
+        temperature = 1.0  # config.json itself is checked where the model loads
+    if not 0 < temperature < float("inf"):
+        raise ConfigError(
+            f"{TEMPERATURE_KEY} in {checkpoint}/config.json must be positive, got {temperature}"
+        )
+    return head, temperature
+
+
+class Predictor:
+    """A fine-tuned classifier and its feature extractor, ready to classify waveforms; with the
+    checkpoint's functionals head (`pipeline.fusion`) and calibration temperature where it has them."""
+
+    def __init__(
+        self,
+        classifier,
+        feature_extractor,
+        labels: list[str],
+        head: FunctionalsHead | None = None,
+        temperature: float = 1.0,
+    ):
         self.classifier = classifier  # inputs → logits: `TorchClassifier` or `OnnxClassifier`
         self.feature_extractor = feature_extractor
         self.features = input_features(feature_extractor)
         self.labels = labels
+        self.head, self.temperature = head, temperature
         self.sampling_rate = feature_extractor.sampling_rate
         # Group-norm encoders (wav2vec2-base style) must not see zero padding: run them one by one.
         self.pads_safely = bool(getattr(feature_extractor, "return_attention_mask", False))
 
     @classmethod
-    def from_model(cls, model, feature_extractor, precision: str = "fp32") -> Predictor:
+    def from_model(
+        cls, model, feature_extractor, precision: str = "fp32", head=None, temperature: float = 1.0
+    ) -> Predictor:
         """A loaded PyTorch model, run at `precision`; "auto" on a CPU keeps bf16 only where a
         1-s probe shows it faster than fp32."""
-        predictor = cls(TorchClassifier(model, precision), feature_extractor, model_labels(model.config))
+        labels = model_labels(model.config)
+        predictor = cls(TorchClassifier(model, precision), feature_extractor, labels, head, temperature)
         classifier = predictor.classifier
         if precision == "auto" and classifier.precision == "bf16" and classifier.device.type == "cpu":
             probe = np.random.default_rng(0).standard_normal(predictor.sampling_rate).astype(np.float32)
@@ -151,11 +188,14 @@ class Predictor:
         extractor = AutoFeatureExtractor.from_pretrained(checkpoint)
         if backend == "onnx":
             labels = model_labels(AutoConfig.from_pretrained(checkpoint, trust_remote_code=False))
-            return cls(onnx_classifier(checkpoint, precision, device), extractor, labels)
+            extras = checkpoint_extras(checkpoint, labels)
+            return cls(onnx_classifier(checkpoint, precision, device), extractor, labels, *extras)
         model = load_checkpoint(checkpoint)
         if device:
             model.to(device)
-        return cls.from_model(model, extractor, precision)
+        return cls.from_model(
+            model, extractor, precision, *checkpoint_extras(checkpoint, model_labels(model.config))
+        )
 
     @property
     def precision(self) -> str:
@@ -180,13 +220,22 @@ class Predictor:
         return list(groups.values())
 
     @torch.inference_mode()
-    def logits(self, waves: list[np.ndarray]) -> torch.Tensor:
-        """Logits for a list of 1-D waveforms at `self.sampling_rate`; in fp32 and int8 a clip's
-        logits do not depend on what else is in the list (in bf16 they agree to bf16 rounding)."""
+    def network_logits(self, waves: list[np.ndarray]) -> torch.Tensor:
+        """The network's own logits (what `transformers.pipeline` computes from the checkpoint) for a
+        list of 1-D waveforms at `self.sampling_rate`; in fp32 and int8 a clip's logits do not
+        depend on what else is in the list (in bf16 they agree to bf16 rounding)."""
         out = torch.empty(len(waves), len(self.labels))
         for group in self._forward_groups(waves):
             out[group] = self.classifier(self.features([waves[i] for i in group]))
         return out
+
+    def logits(self, waves: list[np.ndarray]) -> torch.Tensor:
+        """The answer's logits: the network's, fused with the functionals head's log-probabilities
+        where the checkpoint has one, divided by the calibration temperature."""
+        out = self.network_logits(waves)
+        if self.head is not None:
+            out = torch.from_numpy(self.head.fuse(out.numpy(), waves).astype(np.float32))
+        return out / self.temperature
 
     def probabilities(self, waves: list[np.ndarray]) -> np.ndarray:
         """(len(waves), len(self.labels)) class probabilities."""

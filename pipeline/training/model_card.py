@@ -8,6 +8,8 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..config import KEPT, Config
+from ..functionals import FEATURE_SETS
+from .protocol import protocol, protocol_lines
 
 _TEMPLATE = """---
 {{ card_data }}
@@ -28,18 +30,26 @@ with ser-toolkit from {{ backbone }}.
 
 Held-out test split ({{ test_samples }} clips{{ test_note }}), {{ kept }} (step {{ best_step }}):
 
-| metric | this model | classical baseline |
-|---|---|---|
+| metric | this model | {{ baseline_names }} |
+|---|---|{{ baseline_rule }}
 | accuracy | {{ accuracy }} | {{ baseline.accuracy }} |
 | UAR (unweighted average recall) | {{ uar }} | {{ baseline.uar }} |
 | macro-F1 | {{ macro_f1 }} | {{ baseline.macro_f1 }} |
 
-The classical baseline is `ser baseline`: MFCC statistics and a logistic regression, fitted on the
-same training speakers and scored on the same test clips.
+The classical baselines are `ser baseline`: utterance functionals and a linear SVM, fitted on the
+same training (and validation) speakers and scored on the same test clips.
 
 | class | precision | recall | F1 | clips |
 |---|---|---|---|---|
 {{ per_class }}
+
+{{ answer }}
+
+{{ calibration }}
+
+## Protocol
+
+{{ protocol }}
 
 ## Training
 
@@ -83,12 +93,35 @@ def _data_description(data_dir: Path) -> tuple[str, str]:
     return text, corpora
 
 
+def _answer_description(cfg: Config) -> str:
+    if not cfg.model.functionals:
+        return "The answer is the network's alone."
+    return (
+        f"The answer fuses the network with a functionals head (`functionals.safetensors`: a logistic "
+        f"regression on {FEATURE_SETS[cfg.model.functionals]} of the clip, fitted on the training "
+        f"speakers): weight {cfg.model.functionals_weight:g} on the network's log-probabilities, "
+        f"{1 - cfg.model.functionals_weight:g} on the head's. `ser predict`, the REST API and the demo "
+        "apply it; the stock `transformers` pipeline runs the network alone."
+    )
+
+
+def _calibration_description(calibration: dict | None) -> str:
+    if not calibration or "test" not in calibration:
+        return ""
+    test = calibration["test"]
+    return (
+        f"Calibration: temperature {calibration['temperature']:.3f} (fitted on the validation speakers, "
+        f"`calibration_temperature` in config.json); test expected calibration error "
+        f"{test['ece_before']:.3f} before, {test['ece_after']:.3f} after (reliability.png)."
+    )
+
+
 def write_model_card(best: Path, cfg: Config, results: dict, trainer: str) -> None:
     """Writes `best/README.md` with Hub metadata (model-index) and the test results."""
     from ..files import write_file_atomic
 
     config = json.loads((best / "config.json").read_text())
-    test = results["test"]
+    test, baselines = results["test"], results["baselines"]
     data, dataset_name = _data_description(Path(cfg.data.path))
     card_data = ModelCardData(
         license="apache-2.0",
@@ -131,7 +164,15 @@ def write_model_card(best: Path, cfg: Config, results: dict, trainer: str) -> No
         accuracy=f"{test['accuracy']:.3f}",
         uar=f"{test['uar']:.3f}",
         macro_f1=f"{test['macro_f1']:.3f}",
-        baseline={key: f"{results['baseline']['test'][key]:.3f}" for key in ("accuracy", "uar", "macro_f1")},
+        baseline_names=" | ".join(f"{name} + linear SVM" for name in baselines),
+        baseline_rule="---|" * len(baselines),
+        baseline={
+            key: " | ".join(f"{run['test'][key]:.3f}" for run in baselines.values())
+            for key in ("accuracy", "uar", "macro_f1")
+        },
+        answer=_answer_description(cfg),
+        calibration=_calibration_description(results.get("calibration")),
+        protocol="\n".join(protocol_lines(protocol(cfg.data.path, [results.get("fold") or 0]), baselines)),
         per_class=per_class,
         trainer=trainer,
         hyperparameters=json.dumps(cfg.to_dict()["train"], indent=2),

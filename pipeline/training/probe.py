@@ -26,7 +26,7 @@ from ..errors import SerError
 from ..files import write_file_atomic
 from ..metrics import classification_metrics
 from ..model import build_model, takes_waveform
-from .baseline import baseline_metrics
+from .baseline import reported_baselines
 from .checkpoint import save_model_dir
 from .setup import load_fold, loss_of
 
@@ -169,7 +169,7 @@ def train_probe(cfg: Config, fold: int = 0) -> dict:
                 predicted = head_logits(model, x[split]).argmax(-1).cpu()
                 results[split] = classification_metrics(y[split].cpu(), predicted, labels)
         results["layer_weights"] = torch.softmax(model.layer_weights, -1).tolist()
-    results["baseline"] = baseline_metrics(dataset, labels, extractor.sampling_rate)
+    results["baselines"] = reported_baselines(cfg.data.path, fold)
     results["config"] = cfg.to_dict()
     write_file_atomic(out / "metrics.json", json.dumps(results, indent=2))
     if "test" in results:

@@ -8,14 +8,19 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 from accelerate.utils import broadcast_object_list
 
+from ..calibration import calibration_report, fit_temperature
 from ..config import Config
+from ..data.functionals_cache import table_functionals
 from ..files import write_file_atomic
-from ..inference.evaluate import evaluate_splits
-from ..inference.predictor import Predictor
-from ..plots import plot_confusion_matrix, plot_curves
-from .baseline import baseline_metrics
+from ..fusion import FunctionalsHead
+from ..inference.evaluate import split_logits, split_targets
+from ..inference.predictor import TEMPERATURE_KEY, Predictor
+from ..metrics import evaluate_predictions
+from ..plots import plot_confusion_matrix, plot_curves, plot_reliability
+from .baseline import fold_targets, reported_baselines
 from .model_card import write_model_card
 from .setup import Setup
 
@@ -43,14 +48,68 @@ def _on_main_process(accelerator, compute):
     return broadcast_object_list([compute() if accelerator.is_main_process else None])[0]
 
 
-def evaluate_best(best_dir: Path, dataset, labels: list[str], accelerator, batch_size: int) -> dict:
-    """{split: metrics} of the saved best checkpoint on validation and test, through `Predictor` at
-    fp32 (whole clips, as `ser evaluate` and the service see them); computed by the main process
-    and shared with the others."""
+def fit_functionals_head(setup: Setup, splits: tuple[str, ...]) -> FunctionalsHead:
+    """The functionals head (`model.functionals`) fitted on the fold's speakers of `splits`."""
+    cfg = setup.cfg
+    table = table_functionals(cfg.data.path, cfg.model.functionals)
+    rows, targets, _ = fold_targets(cfg.data.path, setup.fold)
+    train = [row for split in splits for row in rows[split]]
+    return FunctionalsHead.fit(
+        table[train],
+        targets[train],
+        len(setup.labels),
+        cfg.model.functionals,
+        setup.extractor.sampling_rate,
+        cfg.model.functionals_weight,
+    )
+
+
+def set_temperature(best_dir: Path, temperature: float) -> None:
+    """Stores the calibration temperature in the checkpoint's config.json (`Predictor` applies it)."""
+    config = json.loads((best_dir / "config.json").read_text())
+    write_file_atomic(
+        best_dir / "config.json", json.dumps({**config, TEMPERATURE_KEY: temperature}, indent=2)
+    )
+
+
+def evaluate_best(setup: Setup, accelerator) -> dict:
+    """Completes the kept checkpoint and scores it through `Predictor` at fp32 (whole clips, as
+    `ser evaluate` and the service see them); computed by the main process, shared with the others.
+
+    With `model.functionals`, a functionals head fitted on the training speakers joins the network;
+    with `train.calibrate`, a temperature is fitted on the validation speakers' answers; then the
+    head is fitted again on training and validation speakers together (the network's weights stay
+    as trained) and saved in `best/`. Validation's metrics are those of the first head (the second
+    has seen those speakers), the test's those of the checkpoint as saved, calibration before and
+    after on both."""
+    best, cfg = setup.out / "best", setup.cfg
+    device = str(accelerator.device)
+
+    def answers(name: str) -> tuple[np.ndarray, np.ndarray]:
+        predictor = Predictor.from_pretrained(best, device=device, precision="fp32")
+        split = setup.dataset[name]
+        return split_logits(predictor, split, cfg.train.batch_size), split_targets(split, setup.labels)
 
     def evaluate() -> dict:
-        predictor = Predictor.from_pretrained(best_dir, device=str(accelerator.device), precision="fp32")
-        return evaluate_splits(predictor, dataset, labels, batch_size=batch_size)
+        logits, targets = {}, {}
+        if cfg.model.functionals:
+            fit_functionals_head(setup, ("train",)).save(best)
+        logits["validation"], targets["validation"] = answers("validation")
+        temperature = (
+            fit_temperature(logits["validation"], targets["validation"]) if cfg.train.calibrate else 1.0
+        )
+        if cfg.model.functionals:
+            fit_functionals_head(setup, ("train", "validation")).save(best)
+        set_temperature(best, temperature)
+        if len(setup.dataset["test"]):
+            logits["test"], targets["test"] = answers("test")
+            plot_reliability(logits["test"], targets["test"], temperature, setup.out / "reliability.png")
+        found = {
+            name: evaluate_predictions(targets[name], logits[name].argmax(-1), setup.labels)
+            for name in logits
+        }
+        found["calibration"] = calibration_report(logits, targets, temperature)
+        return found
 
     return _on_main_process(accelerator, evaluate)
 
@@ -58,22 +117,18 @@ def evaluate_best(best_dir: Path, dataset, labels: list[str], accelerator, batch
 def complete(
     results: dict, setup: Setup, accelerator, stopwatch: Stopwatch, train_log: list, trainer: str
 ) -> dict:
-    """The end of every run: `best/` evaluated as `ser evaluate` evaluates it (timed with the
-    validations), the classical baseline on the same split (`ser baseline`), then metrics.json,
-    the plots and the model card."""
+    """The end of every run: `best/` completed and evaluated as `ser evaluate` evaluates it (timed
+    with the validations), the classical baselines on the same split (`ser baseline`), then
+    metrics.json, the plots and the model card."""
     results["kept"] = setup.cfg.train.keep
     results["best_val_uar"] = next(
         r["val_uar"] for r in results["history"] if r["step"] == results["best_step"]
     )
     with stopwatch:
-        batch_size = setup.cfg.train.batch_size
-        results.update(
-            evaluate_best(setup.out / "best", setup.dataset, setup.labels, accelerator, batch_size)
-        )
+        results.update(evaluate_best(setup, accelerator))
     results.update(stopwatch.to_dict())
-    sampling_rate = setup.extractor.sampling_rate
-    results["baseline"] = _on_main_process(
-        accelerator, lambda: baseline_metrics(setup.dataset, setup.labels, sampling_rate)
+    results["baselines"] = _on_main_process(
+        accelerator, lambda: reported_baselines(setup.cfg.data.path, setup.fold)
     )
     if accelerator.is_main_process:
         write_results(setup.out, results, train_log, setup.cfg, trainer)
@@ -81,11 +136,13 @@ def complete(
 
 
 def write_results(out: Path, results: dict, train_log: list[dict], cfg: Config, trainer: str) -> None:
-    """metrics.json, curves.png, confusion_matrix.png, and in best/: metrics, matrix and model card."""
+    """metrics.json, curves.png, confusion_matrix.png, and in best/: metrics, the confusion matrix,
+    the reliability diagram and the model card."""
     write_file_atomic(out / "metrics.json", json.dumps({**results, "train_log": train_log}, indent=1))
     plot_curves(train_log, results["history"], results["best_step"], out / "curves.png")
     if "test" in results:
         plot_confusion_matrix(results["test"], out / "confusion_matrix.png")
-        shutil.copy(out / "confusion_matrix.png", out / "best" / "confusion_matrix.png")
+        for plot in ("confusion_matrix.png", "reliability.png"):
+            shutil.copy(out / plot, out / "best" / plot)
         write_file_atomic(out / "best" / "metrics.json", json.dumps(results["test"], indent=2))
         write_model_card(out / "best", cfg, results, trainer)

@@ -16,6 +16,7 @@ from ..errors import ConfigError
 from ..files import write_file_atomic
 from ..metrics import fold_summary, spread
 from .loop import OnEvaluate, train_fold
+from .protocol import protocol
 
 
 def _say_what_to_expect(cfg: Config) -> None:
@@ -57,7 +58,15 @@ def train(cfg: Config, resume: bool = False, on_evaluate: OnEvaluate | None = No
         for f in folds
     ]
     summary = fold_summary([run["test"] for run in runs])
-    summary["baseline_uar"] = spread([run["baseline"]["test"]["uar"] for run in runs])
+    summary["baselines_uar"] = {
+        name: spread([run["baselines"][name]["test"]["uar"] for run in runs]) for name in runs[0]["baselines"]
+    }
+    if "calibration" in runs[0]:
+        summary["calibration"] = {
+            key: spread([run["calibration"]["test"][key] for run in runs])
+            for key in ("ece_before", "ece_after")
+        }
+    summary["protocol"] = protocol(cfg.data.path, folds)
     if PartialState().is_main_process:
         write_file_atomic(out / "cv_metrics.json", json.dumps(summary, indent=2))
     return {"folds": runs, "cross_validation": summary}

@@ -1,0 +1,95 @@
+"""Utterance-level acoustic functionals: one fixed-length row of statistics per clip, what the
+classical baselines (`ser baseline`) and the recipe's functionals head (`pipeline.fusion`) read.
+
+openSMILE's ComParE_2016 set (6,373 functionals of energy, spectral, MFCC and voicing descriptors:
+the Interspeech ComParE challenges' baseline features) and eGeMAPSv02 (88), computed by audEERING's
+`opensmile` (SMILExtract ships inside its wheel), and MFCC statistics (120, torchaudio). Every clip
+is first scaled to the same RMS level: a copy of a corpus recorded, resampled or normalised
+differently gives the same features, and so does a clip at inference.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from tqdm.auto import tqdm
+
+FEATURE_SETS = {
+    "compare": "openSMILE ComParE_2016 functionals (6,373)",
+    "egemaps": "openSMILE eGeMAPSv02 functionals (88)",
+    "mfcc": "MFCC statistics (120)",
+}
+RMS_LEVEL = 0.1  # every clip is scaled to this RMS (-20 dBFS) before its functionals
+N_MFCC = 20
+
+
+def level_normalised(wave: np.ndarray) -> np.ndarray:
+    """`wave` without its DC offset, scaled to an RMS of `RMS_LEVEL` (float32)."""
+    wave = np.asarray(wave, dtype=np.float64)
+    wave = wave - wave.mean()
+    return (wave * (RMS_LEVEL / (np.sqrt(np.mean(wave**2)) + 1e-12))).astype(np.float32)
+
+
+@functools.cache
+def _smile(feature_set: str):
+    import opensmile
+
+    sets = {"compare": opensmile.FeatureSet.ComParE_2016, "egemaps": opensmile.FeatureSet.eGeMAPSv02}
+    return opensmile.Smile(feature_set=sets[feature_set], feature_level=opensmile.FeatureLevel.Functionals)
+
+
+def _mfcc_statistics(sampling_rate: int):
+    """One clip -> mean and standard deviation over time of 20 MFCCs (25-ms windows every 10 ms, 40
+    mel bands), their deltas and delta-deltas."""
+    import torch
+    import torchaudio.functional as AF
+    import torchaudio.transforms as T
+
+    mfcc = T.MFCC(
+        sample_rate=sampling_rate,
+        n_mfcc=N_MFCC,
+        melkwargs={
+            "n_fft": int(0.025 * sampling_rate),
+            "hop_length": int(0.01 * sampling_rate),
+            "n_mels": 40,
+        },
+    )
+
+    def row(wave: np.ndarray) -> np.ndarray:
+        coefficients = mfcc(torch.from_numpy(wave))
+        deltas = AF.compute_deltas(coefficients)
+        tracks = torch.cat([coefficients, deltas, AF.compute_deltas(deltas)])
+        return torch.cat([tracks.mean(-1), tracks.std(-1, unbiased=False)]).numpy()
+
+    return row
+
+
+def functionals(
+    waves, sampling_rate: int, feature_set: str = "compare", progress: bool = False
+) -> np.ndarray:
+    """[clips, features] float32: the `feature_set` (a key of `FEATURE_SETS`) of each 1-D waveform."""
+    if feature_set not in FEATURE_SETS:
+        raise ValueError(f"unknown feature set {feature_set!r}; choose from {', '.join(FEATURE_SETS)}")
+    if feature_set == "mfcc":
+        import torch
+
+        row, threads = _mfcc_statistics(sampling_rate), torch.get_num_threads()
+        torch.set_num_threads(1)  # one clip's small transforms: threads only wait for each other
+    else:
+        smile = _smile(feature_set)
+        row, threads = (lambda wave: smile.process_signal(wave, sampling_rate).to_numpy()[0]), None
+    try:
+        rows = [
+            row(level_normalised(w)) for w in tqdm(waves, desc=feature_set, leave=False, disable=not progress)
+        ]
+    finally:
+        if threads is not None:
+            torch.set_num_threads(threads)
+    width = feature_count(feature_set)
+    return np.stack(rows).astype(np.float32) if rows else np.zeros((0, width), dtype=np.float32)
+
+
+def feature_count(feature_set: str) -> int:
+    """Functionals per clip of `feature_set`."""
+    return {"compare": 6373, "egemaps": 88, "mfcc": 6 * N_MFCC}[feature_set]

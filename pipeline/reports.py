@@ -1,0 +1,52 @@
+"""What `ser train`, `ser probe` and `ser baseline` print of a run's results: the test scores, the
+calibration, the classical baselines beside the model, and cross-validation's mean ± std."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import KEPT, Config
+
+
+def print_cross_validation(summary: dict) -> None:
+    """Mean ± std over the folds of the model, the baselines and the calibration."""
+
+    def spread(stats: dict) -> str:
+        return f"{stats['mean']:.3f} ± {stats['std']:.3f}"
+
+    folds = len(summary["uar"]["folds"])
+    for key in ("accuracy", "uar", "macro_f1"):
+        print(f"{key}: {spread(summary[key])} over {folds} folds")
+    for name, stats in summary.get("baselines_uar", {}).items():
+        print(f"baseline UAR ({name}): {spread(stats)}")
+    if "calibration" in summary:
+        ece = summary["calibration"]
+        print(f"calibration: test ECE {spread(ece['ece_before'])} -> {spread(ece['ece_after'])}")
+
+
+def scores(metrics: dict) -> str:
+    """ "accuracy 0.750 · UAR 0.741 · macro-F1 0.733"."""
+    return (
+        f"accuracy {metrics['accuracy']:.3f} · UAR {metrics['uar']:.3f} · macro-F1 {metrics['macro_f1']:.3f}"
+    )
+
+
+def print_result(results: dict, cfg: Config) -> None:
+    """One run: test scores, calibration, baselines and the model, the kept checkpoint."""
+    test = results.get("test")
+    if test:
+        print(f"test: {scores(test)}")
+        calibration = results.get("calibration", {}).get("test")
+        if calibration:
+            print(
+                f"calibration: ECE {calibration['ece_before']:.3f} -> {calibration['ece_after']:.3f} "
+                f"(temperature {results['calibration']['temperature']:.2f}, fitted on validation speakers)"
+            )
+        print(f"{baselines_line(results['baselines'])} · this model {test['uar']:.3f} (test speakers)")
+    print(f"kept checkpoint ({KEPT[cfg.train.keep]}): {Path(cfg.train.output_dir) / 'best'}")
+
+
+def baselines_line(baselines: dict) -> str:
+    """ "baseline UAR 0.729 (compare) · 0.643 (mfcc)": the classical baselines' test UAR."""
+    found = " · ".join(f"{run['test']['uar']:.3f} ({name})" for name, run in baselines.items())
+    return f"baseline UAR {found}"

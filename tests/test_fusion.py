@@ -1,0 +1,126 @@
+"""The functionals head (`pipeline.fusion`): scikit-learn's logistic regression kept as safetensors +
+JSON, its log-probabilities fused with the network's, and the calibration temperature, all applied
+by `Predictor` (the one prediction path) from the checkpoint directory."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from helpers import LABELS, make_tiny_checkpoint, tone
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from pipeline.errors import SerError
+from pipeline.functionals import functionals
+from pipeline.fusion import HEAD_C, HEAD_CONFIG, FunctionalsHead, log_softmax
+from pipeline.inference.predictor import TEMPERATURE_KEY, Predictor
+
+SR = 16_000
+
+
+def _data(classes: int, n: int = 60, width: int = 88, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % classes
+    return (rng.normal(size=(n, width)) + 2.0 * np.eye(classes, width)[y]).astype(np.float32), y
+
+
+def _sklearn_log_probabilities(x: np.ndarray, y: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    scaler = StandardScaler().fit(x)
+    model = LogisticRegression(C=HEAD_C, class_weight="balanced", max_iter=5000).fit(scaler.transform(x), y)
+    return np.log(model.predict_proba(scaler.transform(queries)))
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("classes", [2, 4])
+def test_the_head_is_scikit_learns_logistic_regression_kept_without_pickle(classes, tmp_path):
+    x, y = _data(classes)
+    head = FunctionalsHead.fit(x, y, classes, "egemaps", SR, weight=0.5)
+    expected = _sklearn_log_probabilities(x, y, x[:10])
+    np.testing.assert_allclose(log_softmax(head.scores(x[:10])), expected, atol=1e-4)
+    head.save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["functionals.json", "functionals.safetensors"]
+    loaded = FunctionalsHead.load(tmp_path)
+    np.testing.assert_array_equal(loaded.scores(x[:10]), head.scores(x[:10]))
+    assert (loaded.feature_set, loaded.sampling_rate, loaded.weight) == ("egemaps", SR, 0.5)
+
+
+@pytest.mark.fast
+def test_a_class_without_training_clips_is_never_the_heads_answer():
+    x, y = _data(3)
+    head = FunctionalsHead.fit(x, y, 4, "egemaps", SR, weight=0.5)  # class 3 never seen
+    scores = head.scores(np.random.default_rng(1).normal(size=(50, 88)).astype(np.float32))
+    assert scores.shape == (50, 4) and not (scores.argmax(-1) == 3).any()
+
+
+@pytest.mark.fast
+def test_fusion_weighs_the_log_probabilities_of_network_and_head():
+    waves = [tone(1.0, f0=f0) for f0 in (120.0, 240.0)]
+    x, y = _data(4)
+    head = FunctionalsHead.fit(x, y, 4, "egemaps", SR, weight=0.5)
+    network = np.array([[2.0, 0.0, -1.0, 0.5], [0.0, 3.0, 0.0, 0.0]], dtype=np.float32)
+    heard = head.log_probabilities(waves)
+    np.testing.assert_allclose(heard, log_softmax(head.scores(functionals(waves, SR, "egemaps"))), atol=1e-6)
+    np.testing.assert_allclose(head.fuse(network, waves), 0.5 * log_softmax(network) + 0.5 * heard, atol=1e-6)
+    head.weight = 1.0
+    np.testing.assert_allclose(head.fuse(network, waves), log_softmax(network), atol=1e-6)
+    head.weight = 0.0
+    np.testing.assert_allclose(head.fuse(network, waves), heard, atol=1e-6)
+
+
+@pytest.mark.fast
+def test_a_clip_too_short_for_some_functionals_still_gets_finite_probabilities():
+    x, y = _data(4)
+    head = FunctionalsHead.fit(x, y, 4, "egemaps", SR, weight=0.5)
+    short = tone(0.025)  # 400 samples: openSMILE fills its functionals with NaN
+    with pytest.warns(UserWarning, match="too short"):
+        assert np.isnan(functionals([short], SR, "egemaps")).any()
+        heard = head.log_probabilities([short])
+    assert np.isfinite(heard).all()
+    np.testing.assert_allclose(heard[0], log_softmax(head.intercept[None])[0], atol=1e-5)  # the mean clip
+
+
+@pytest.mark.fast
+def test_a_head_that_does_not_fit_its_feature_set_is_refused(tmp_path):
+    x, y = _data(4)
+    FunctionalsHead.fit(x, y, 4, "egemaps", SR, weight=0.5).save(tmp_path)
+    settings = json.loads((tmp_path / HEAD_CONFIG).read_text())
+    (tmp_path / HEAD_CONFIG).write_text(json.dumps({**settings, "feature_set": "compare"}))
+    with pytest.raises(SerError, match="does not fit its feature set 'compare'"):
+        FunctionalsHead.load(tmp_path)
+    (tmp_path / HEAD_CONFIG).write_text("{not json")
+    with pytest.raises(SerError, match="unreadable functionals head"):
+        FunctionalsHead.load(tmp_path)
+
+
+def test_the_predictor_applies_the_checkpoints_head_and_temperature(tmp_path):
+    checkpoint = make_tiny_checkpoint(tmp_path / "best")
+    waves = [tone(1.0, f0=f0, seed=i) for i, f0 in enumerate((110.0, 150.0, 210.0, 300.0))]
+    plain = Predictor.from_pretrained(checkpoint, precision="fp32")
+    assert plain.head is None and plain.temperature == 1.0
+    network = plain.logits(waves)
+    x, y = _data(4)
+    head = FunctionalsHead.fit(x, y, 4, "egemaps", SR, weight=0.6)
+    head.save(checkpoint)
+    config = json.loads((checkpoint / "config.json").read_text())
+    (checkpoint / "config.json").write_text(json.dumps({**config, TEMPERATURE_KEY: 2.0}))
+    fused = Predictor.from_pretrained(checkpoint, precision="fp32")
+    assert fused.temperature == 2.0 and fused.labels == LABELS
+    expected = head.fuse(network.numpy(), waves) / 2.0
+    np.testing.assert_allclose(fused.logits(waves).numpy(), expected, atol=1e-5)
+    torch.testing.assert_close(fused.network_logits(waves), network)  # the network's own, untouched
+    probabilities = fused.probabilities(waves)
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
+    assert (probabilities.argmax(-1) == expected.argmax(-1)).all()
+    again = Predictor.from_pretrained(checkpoint, precision="fp32")  # loaded anew: the same answers
+    np.testing.assert_allclose(again.probabilities(waves), probabilities, atol=1e-6)
+
+
+def test_a_head_for_other_labels_is_refused(tmp_path):
+    checkpoint = make_tiny_checkpoint(tmp_path / "best")
+    x, y = _data(3)
+    FunctionalsHead.fit(x, y, 3, "egemaps", SR, weight=0.5).save(checkpoint)
+    with pytest.raises(SerError, match="3 classes, not 4"):
+        Predictor.from_pretrained(checkpoint, precision="fp32")
