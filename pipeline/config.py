@@ -83,7 +83,7 @@ class ModelConfig:
         "fuse with a linear model on these clip functionals; none = the network alone",
         choices=(None, *FEATURE_SETS),
     )
-    functionals_weight: float = option(0.5, "the network's share of the fused log-probabilities")
+    functionals_weight: float = option(0.3, "the network's share of the fused log-probabilities")
 
 
 @dataclass
@@ -139,7 +139,7 @@ class TrainConfig:
     sanity_report: bool = option(
         False, "print shapes, ranges, label balance and gradient norms first (sanity.json)", flag="--sanity"
     )
-    calibrate: bool = option(True, "fit a temperature on the validation speakers: scores that match accuracy")
+    calibrate: bool = option(False, "apply the temperature fitted on the validation speakers")
     seed: int = option(0, "seeds initialisation, batch order, crops and dropout")
     num_workers: int = option(0, "DataLoader worker processes")
 

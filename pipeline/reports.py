@@ -38,9 +38,13 @@ def print_result(results: dict, cfg: Config) -> None:
         print(f"test: {scores(test)}")
         calibration = results.get("calibration", {}).get("test")
         if calibration:
+            applied = (
+                "applied" if results["calibration"]["applied"] else "not applied: --calibrate applies it"
+            )
             print(
-                f"calibration: ECE {calibration['ece_before']:.3f} -> {calibration['ece_after']:.3f} "
-                f"(temperature {results['calibration']['temperature']:.2f}, fitted on validation speakers)"
+                f"calibration: test ECE {calibration['ece_before']:.3f}, with the temperature fitted on the "
+                f"validation speakers ({results['calibration']['temperature']:.2f}, {applied}) "
+                f"{calibration['ece_after']:.3f}"
             )
         print(f"{baselines_line(results['baselines'])} · this model {test['uar']:.3f} (test speakers)")
     print(f"kept checkpoint ({KEPT[cfg.train.keep]}): {Path(cfg.train.output_dir) / 'best'}")

@@ -13,10 +13,14 @@ from helpers import LABELS, make_tiny_checkpoint, tone
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+from pipeline.calibration import expected_calibration_error, softmax
+from pipeline.data.prepared import load_prepared
 from pipeline.errors import SerError
 from pipeline.functionals import functionals
 from pipeline.fusion import HEAD_C, HEAD_CONFIG, FunctionalsHead, log_softmax
+from pipeline.inference.evaluate import split_logits, split_targets
 from pipeline.inference.predictor import TEMPERATURE_KEY, Predictor
+from pipeline.metrics import classification_metrics
 
 SR = 16_000
 
@@ -124,3 +128,26 @@ def test_a_head_for_other_labels_is_refused(tmp_path):
     FunctionalsHead.fit(x, y, 3, "egemaps", SR, weight=0.5).save(checkpoint)
     with pytest.raises(SerError, match="3 classes, not 4"):
         Predictor.from_pretrained(checkpoint, precision="fp32")
+
+
+def test_training_saves_the_head_and_reports_the_calibration_of_what_it_saved(trained, prepared):
+    metrics = json.loads((trained / "metrics.json").read_text())
+    best = trained / "best"
+    assert FunctionalsHead.load(best).weight == metrics["config"]["model"]["functionals_weight"]
+    config = json.loads((best / "config.json").read_text())
+    assert not metrics["calibration"]["applied"] and config[TEMPERATURE_KEY] == 1.0  # measured, not applied
+    test = load_prepared(prepared, 0)[0]["test"]
+    predictor = Predictor.from_pretrained(best, precision="fp32")
+    logits, targets = split_logits(predictor, test), split_targets(test, predictor.labels)
+    assert metrics["test"]["uar"] == pytest.approx(
+        classification_metrics(targets, logits.argmax(-1), predictor.labels)["uar"]
+    )
+    calibration = metrics["calibration"]
+    assert calibration["test"]["ece_before"] == pytest.approx(
+        expected_calibration_error(softmax(logits), targets, calibration["bins"]), abs=1e-4
+    )
+    assert calibration["test"]["ece_after"] == pytest.approx(
+        expected_calibration_error(softmax(logits, calibration["temperature"]), targets, calibration["bins"]),
+        abs=1e-4,
+    )
+    assert (trained / "best" / "reliability.png").read_bytes()[:4] == b"\x89PNG"

@@ -109,10 +109,13 @@ def _calibration_description(calibration: dict | None) -> str:
     if not calibration or "test" not in calibration:
         return ""
     test = calibration["test"]
+    applied = "applied: `calibration_temperature` in config.json" if calibration["applied"] else "not applied"
     return (
-        f"Calibration: temperature {calibration['temperature']:.3f} (fitted on the validation speakers, "
-        f"`calibration_temperature` in config.json); test expected calibration error "
-        f"{test['ece_before']:.3f} before, {test['ece_after']:.3f} after (reliability.png)."
+        f"Calibration: test expected calibration error {test['ece_before']:.3f}; "
+        f"{test['ece_after']:.3f} with the temperature fitted on the validation speakers "
+        f"({calibration['temperature']:.3f}, "
+        f"{applied}; "
+        "reliability.png)."
     )
 
 

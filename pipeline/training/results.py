@@ -77,11 +77,11 @@ def evaluate_best(setup: Setup, accelerator) -> dict:
     `ser evaluate` and the service see them); computed by the main process, shared with the others.
 
     With `model.functionals`, a functionals head fitted on the training speakers joins the network;
-    with `train.calibrate`, a temperature is fitted on the validation speakers' answers; then the
-    head is fitted again on training and validation speakers together (the network's weights stay
-    as trained) and saved in `best/`. Validation's metrics are those of the first head (the second
-    has seen those speakers), the test's those of the checkpoint as saved, calibration before and
-    after on both."""
+    a temperature is fitted on the validation speakers' answers (applied with `train.calibrate`);
+    then the head is fitted again on training and validation speakers together (the network's
+    weights stay as trained) and saved in `best/`. Validation's metrics are those of the first head
+    (the second has seen those speakers), the test's those of the checkpoint as saved; the
+    calibration error without and with the temperature on both."""
     best, cfg = setup.out / "best", setup.cfg
     device = str(accelerator.device)
 
@@ -95,12 +95,10 @@ def evaluate_best(setup: Setup, accelerator) -> dict:
         if cfg.model.functionals:
             fit_functionals_head(setup, ("train",)).save(best)
         logits["validation"], targets["validation"] = answers("validation")
-        temperature = (
-            fit_temperature(logits["validation"], targets["validation"]) if cfg.train.calibrate else 1.0
-        )
+        temperature = fit_temperature(logits["validation"], targets["validation"])
         if cfg.model.functionals:
             fit_functionals_head(setup, ("train", "validation")).save(best)
-        set_temperature(best, temperature)
+        set_temperature(best, temperature if cfg.train.calibrate else 1.0)
         if len(setup.dataset["test"]):
             logits["test"], targets["test"] = answers("test")
             plot_reliability(logits["test"], targets["test"], temperature, setup.out / "reliability.png")
@@ -108,7 +106,10 @@ def evaluate_best(setup: Setup, accelerator) -> dict:
             name: evaluate_predictions(targets[name], logits[name].argmax(-1), setup.labels)
             for name in logits
         }
-        found["calibration"] = calibration_report(logits, targets, temperature)
+        found["calibration"] = {
+            **calibration_report(logits, targets, temperature),
+            "applied": cfg.train.calibrate,
+        }
         return found
 
     return _on_main_process(accelerator, evaluate)
