@@ -70,6 +70,14 @@ class _Switch(argparse.BooleanOptionalAction):
         _remember(namespace, self.dest)
 
 
+def int_list(text: str) -> list[int]:
+    """A flag's comma-separated integers: "0,1,2" -> [0, 1, 2]."""
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers (0,1,2), got {text!r}") from None
+
+
 def _none_or(kind: type):
     def parse(text: str):
         return None if text.lower() in ("none", "null") else kind(text)

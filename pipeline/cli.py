@@ -12,13 +12,13 @@ import os
 import sys
 from pathlib import Path
 
-from .arguments import add_flags, from_flags, given_flags
+from .arguments import add_flags, from_flags, given_flags, int_list
 from .config import BACKENDS, PRECISIONS, Config, PrepareConfig, SynthConfig, load_config
 from .errors import SerError
 from .functionals import FEATURE_SETS
 from .inference.answers import Options
 from .inference.vad import VadConfig
-from .reports import print_cross_validation, print_result, scores
+from .reports import print_cross_validation, print_result, print_seeds, scores
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 
@@ -60,8 +60,12 @@ def _train(args) -> None:
             f"{done['final_loss']:.4f} in {done['steps']} steps: the model can learn"
         )
         return
-    from .training.run import train
+    from .training.run import train, train_seeds
 
+    if args.seeds:
+        print_seeds(train_seeds(cfg, args.seeds, resume=args.resume))
+        print(f"per-seed runs and seeds_metrics.json in {cfg.train.output_dir}")
+        return
     results = train(cfg, resume=args.resume)
     if "cross_validation" in results:
         print_cross_validation(results["cross_validation"])
@@ -207,6 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _run_parser(sub, "train", "fine-tune with the Accelerate loop (or transformers.Trainer)", _train)
     p.add_argument("--resume", action="store_true", help="continue from the newest full checkpoint")
+    p.add_argument(
+        "--seeds",
+        type=int_list,
+        metavar="N,N,...",
+        help="train once per seed (OUTPUT_DIR/seed<N>/), comma-separated: mean ± std over seeds",
+    )
     p.add_argument(
         "--overfit-batches", type=int, metavar="N", help="only check that N batches can be overfitted"
     )

@@ -47,6 +47,24 @@ def fold_summary(tests: list[dict]) -> dict:
     return {key: spread([test[key] for test in tests]) for key in ("accuracy", "uar", "macro_f1")}
 
 
+def seed_summary(tests: list[list[dict]]) -> dict:
+    """Over seeds (`tests[seed][fold]`: test metrics): for accuracy, UAR and macro-F1, each seed's
+    mean over folds, their mean and standard deviation, and fold by fold the mean and the standard
+    deviation between seeds."""
+    summary = {}
+    for key in ("accuracy", "uar", "macro_f1"):
+        table = np.array([[test[key] for test in folds] for folds in tests])  # seeds x folds
+        per_seed = table.mean(axis=1)
+        summary[key] = {
+            "mean": float(per_seed.mean()),
+            "std_over_seeds": float(per_seed.std()),
+            "per_seed": per_seed.tolist(),
+            "folds": table.mean(axis=0).tolist(),
+            "fold_std_over_seeds": table.std(axis=0).tolist(),
+        }
+    return summary
+
+
 @functools.cache
 def _emotion_metrics() -> type:
     """The `evaluate.Metric` class, made on first use: `import evaluate` also imports

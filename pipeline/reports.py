@@ -54,3 +54,17 @@ def baselines_line(baselines: dict) -> str:
     """ "baseline UAR 0.729 (compare) · 0.643 (mfcc)": the classical baselines' test UAR."""
     found = " · ".join(f"{run['test']['uar']:.3f} ({name})" for name, run in baselines.items())
     return f"baseline UAR {found}"
+
+
+def print_seeds(summary: dict) -> None:
+    """Mean over seeds ± standard deviation between seeds, and the largest between seeds of a fold."""
+    seeds = len(summary["seeds"])
+    for key in ("accuracy", "uar", "macro_f1"):
+        stats = summary[key]
+        print(
+            f"{key}: {stats['mean']:.3f} ± {stats['std_over_seeds']:.3f} over {seeds} seeds "
+            f"(folds: {' '.join(f'{v:.3f}' for v in stats['folds'])}; "
+            f"largest std between seeds of a fold {max(stats['fold_std_over_seeds']):.3f})"
+        )
+    for name, stats in summary.get("baselines_uar", {}).items():
+        print(f"baseline UAR ({name}): {stats['mean']:.3f} ± {stats['std']:.3f} over folds")

@@ -21,7 +21,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from pipeline.config import Config, ModelConfig, TrainConfig
 from pipeline.files import fresh_temp_dir, publish_dir, recover_dir
-from pipeline.metrics import evaluate_predictions
+from pipeline.metrics import evaluate_predictions, seed_summary
 from pipeline.model import build_feature_extractor, build_model, load_checkpoint
 from pipeline.training.batching import LengthGroupedBatches
 from pipeline.training.checkpoint import (
@@ -178,6 +178,34 @@ def test_keep_best_holds_the_weights_of_the_best_validation(straight_run):
     assert straight_run["kept"] == "best"
     assert straight_run["best_step"] == straight_run["history"][uars.index(max(uars))]["step"]
     assert straight_run["best_val_uar"] == max(uars)
+
+
+@pytest.mark.fast
+def test_seed_summary_averages_over_seeds_fold_by_fold():
+    tests = [
+        [{"accuracy": a, "uar": u, "macro_f1": u} for a, u in row]
+        for row in ([(0.5, 0.4), (0.7, 0.6)], [(0.7, 0.8), (0.9, 0.6)])
+    ]
+    summary = seed_summary(tests)["uar"]
+    assert summary["per_seed"] == pytest.approx([0.5, 0.7]) and summary["mean"] == pytest.approx(0.6)
+    assert summary["std_over_seeds"] == pytest.approx(0.1)
+    assert summary["folds"] == pytest.approx([0.6, 0.6]) and summary["fold_std_over_seeds"] == pytest.approx(
+        [0.2, 0.0]
+    )
+
+
+def test_seeds_train_once_each_and_report_the_spread_between_them(prepared, tmp_path):
+    done = ser("train", "--data", str(prepared), "--output-dir", str(tmp_path), "--seeds", "0,1", *TINY_TRAIN)
+    summary = json.loads((tmp_path / "seeds_metrics.json").read_text())
+    runs = [json.loads((tmp_path / f"seed{s}" / "metrics.json").read_text()) for s in (0, 1)]
+    assert [run["config"]["train"]["seed"] for run in runs] == [0, 1]
+    assert summary["uar"]["per_seed"] == pytest.approx([run["test"]["uar"] for run in runs])
+    assert summary["protocol"]["chance_uar"] == pytest.approx(0.25) and len(summary["protocol"]["folds"]) == 1
+    assert summary["baselines_uar"]["compare"]["folds"] == [runs[0]["baselines"]["compare"]["test"]["uar"]]
+    assert (
+        f"uar: {summary['uar']['mean']:.3f} ± {summary['uar']['std_over_seeds']:.3f} over 2 seeds"
+        in done.stdout
+    )
 
 
 def test_early_stopping_needs_keep_best(prepared, tmp_path, ser_here):

@@ -14,7 +14,7 @@ from ..config import TRAINERS, Config
 from ..data.prepared import fold_count
 from ..errors import ConfigError
 from ..files import write_file_atomic
-from ..metrics import fold_summary, spread
+from ..metrics import fold_summary, seed_summary, spread
 from .loop import OnEvaluate, train_fold
 from .protocol import protocol
 
@@ -31,6 +31,13 @@ def _say_what_to_expect(cfg: Config) -> None:
             "`ser train --backbone facebook/wav2vec2-base ...`",
             flush=True,
         )
+
+
+def baselines_summary(runs: list[dict]) -> dict:
+    """{baseline: mean and spread over the runs' folds of its test UAR}."""
+    return {
+        name: spread([run["baselines"][name]["test"]["uar"] for run in runs]) for name in runs[0]["baselines"]
+    }
 
 
 def train(cfg: Config, resume: bool = False, on_evaluate: OnEvaluate | None = None) -> dict:
@@ -58,9 +65,7 @@ def train(cfg: Config, resume: bool = False, on_evaluate: OnEvaluate | None = No
         for f in folds
     ]
     summary = fold_summary([run["test"] for run in runs])
-    summary["baselines_uar"] = {
-        name: spread([run["baselines"][name]["test"]["uar"] for run in runs]) for name in runs[0]["baselines"]
-    }
+    summary["baselines_uar"] = baselines_summary(runs)
     if "calibration" in runs[0]:
         summary["calibration"] = {
             key: spread([run["calibration"]["test"][key] for run in runs])
@@ -70,3 +75,20 @@ def train(cfg: Config, resume: bool = False, on_evaluate: OnEvaluate | None = No
     if PartialState().is_main_process:
         write_file_atomic(out / "cv_metrics.json", json.dumps(summary, indent=2))
     return {"folds": runs, "cross_validation": summary}
+
+
+def train_seeds(cfg: Config, seeds: list[int], resume: bool = False) -> dict:
+    """`train` once per seed (`run/seed<s>/`), then the mean over seeds and the spread between seeds,
+    overall and fold by fold, in `run/seeds_metrics.json`."""
+    out = Path(cfg.train.output_dir)
+    runs = []
+    for seed in seeds:
+        seeded = replace(cfg, train=replace(cfg.train, seed=seed, output_dir=str(out / f"seed{seed}")))
+        done = train(seeded, resume)
+        runs.append(done.get("folds", [done]))
+    summary = {"seeds": list(seeds), **seed_summary([[run["test"] for run in folds] for folds in runs])}
+    summary["baselines_uar"] = baselines_summary(runs[0])  # the same for every seed: no randomness
+    summary["protocol"] = protocol(cfg.data.path, [run["fold"] for run in runs[0]])
+    if PartialState().is_main_process:
+        write_file_atomic(out / "seeds_metrics.json", json.dumps(summary, indent=2))
+    return summary
