@@ -172,10 +172,14 @@ class EmotionClassifier:
 
     @bentoml.api(route="/info", input_spec=NoInput)
     def info(self) -> dict[str, Any]:
-        """The served model, its labels, where and at what precision it runs, and the request limits."""
+        """The served model, its labels, its functionals head and calibration temperature, where and at
+        what precision it runs, and the request limits."""
+        head = self.predictor.head
         return {
             "model": self.model_tag,
             "labels": LABELS,
+            "functionals": head and {"feature_set": head.feature_set, "weight": head.weight},
+            "calibration_temperature": self.predictor.temperature,
             "backend": SETTINGS.backend,
             "precision": self.predictor.precision,
             "device": str(self.predictor.device),

@@ -92,6 +92,8 @@ def test_pipeline_predict_rest_and_demo_agree(trained, corpus, tmp_path):
             assert abs(body["duration_s"] - len(wave) / sr) < 1e-3
             shown = demo.predict(handle_file(str(clip)), api_name="/classify")[0]
             assert shown["label"] == line["label"]
+        info = httpx.post(f"{url}/info", timeout=30).json()
+        assert info["functionals"] == {"feature_set": "compare", "weight": ours.head.weight}
         bad = httpx.post(f"{url}/classify", files={"audio": ("x.wav", b"not audio", "audio/wav")}, timeout=60)
         assert 400 <= bad.status_code < 500 and "error" in bad.json()
         assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200

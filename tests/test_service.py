@@ -269,3 +269,4 @@ def test_health_metrics_and_openapi(server):
     info = httpx.post(f"{server}/info", timeout=10).json()
     assert info["labels"] == LABELS and info["max_seconds"] == MAX_SECONDS
     assert (info["precision"], info["device"]) == ("fp32", "cpu")
+    assert info["functionals"] is None and info["calibration_temperature"] == 1.0  # a network alone
