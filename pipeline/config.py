@@ -139,7 +139,7 @@ class TrainConfig:
     sanity_report: bool = option(
         False, "print shapes, ranges, label balance and gradient norms first (sanity.json)", flag="--sanity"
     )
-    calibrate: bool = option(False, "apply the temperature fitted on the validation speakers")
+    calibrate: bool = option(True, "apply the temperature fitted on the validation speakers")
     seed: int = option(0, "seeds initialisation, batch order, crops and dropout")
     num_workers: int = option(0, "DataLoader worker processes")
 

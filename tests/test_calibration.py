@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from pipeline.calibration import (
+    T_MIN,
     calibration_report,
     expected_calibration_error,
     fit_temperature,
@@ -139,3 +140,12 @@ def test_plot_reliability_writes_png(tmp_path):
     data = path.read_bytes()
     assert len(data) > 1000
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.fast
+def test_a_validation_split_answered_all_right_sharpens_at_most_to_the_floor():
+    rng = np.random.default_rng(0)
+    targets = rng.integers(0, 4, 200)
+    logits = rng.normal(size=(200, 4)) + 3.0 * np.eye(4)[targets]  # every argmax right, with a margin
+    logits[np.arange(200), targets] = logits.max(axis=1) + 1.0
+    assert fit_temperature(logits, targets) == pytest.approx(T_MIN, abs=1e-3)

@@ -135,14 +135,15 @@ def test_training_saves_the_head_and_reports_the_calibration_of_what_it_saved(tr
     best = trained / "best"
     assert FunctionalsHead.load(best).weight == metrics["config"]["model"]["functionals_weight"]
     config = json.loads((best / "config.json").read_text())
-    assert not metrics["calibration"]["applied"] and config[TEMPERATURE_KEY] == 1.0  # measured, not applied
+    calibration = metrics["calibration"]
+    assert calibration["applied"] and config[TEMPERATURE_KEY] == calibration["temperature"]  # the default
     test = load_prepared(prepared, 0)[0]["test"]
     predictor = Predictor.from_pretrained(best, precision="fp32")
     logits, targets = split_logits(predictor, test), split_targets(test, predictor.labels)
     assert metrics["test"]["uar"] == pytest.approx(
         classification_metrics(targets, logits.argmax(-1), predictor.labels)["uar"]
     )
-    calibration = metrics["calibration"]
+    logits = logits * calibration["temperature"]  # the answer's logits without the temperature
     assert calibration["test"]["ece_before"] == pytest.approx(
         expected_calibration_error(softmax(logits), targets, calibration["bins"]), abs=1e-4
     )
