@@ -39,7 +39,7 @@ def print_result(results: dict, cfg: Config) -> None:
         calibration = results.get("calibration", {}).get("test")
         if calibration:
             applied = (
-                "applied" if results["calibration"]["applied"] else "not applied (train.calibrate=false)"
+                "applied" if results["calibration"]["applied"] else "not applied: --no-calibrate"
             )
             print(
                 f"calibration: test ECE {calibration['ece_before']:.3f}, with the temperature fitted on the "

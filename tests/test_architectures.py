@@ -31,7 +31,7 @@ def test_the_waveform_model_is_one_setting_away(tmp_path):
     ):
         train(load_config(None, overrides))  # the default log-mel model on waveform data: refused
     results = train(load_config(None, [*overrides, "model.architecture=wav2vec2", "train.report_to=[]"]))
-    assert results["parameters"] > 100_000 and "baseline" in results
+    assert results["parameters"] > 100_000 and "baselines" in results
     best = tmp_path / "run" / "best"
     assert json.loads((best / "config.json").read_text())["model_type"] == "wav2vec2"
     evaluated = evaluate_checkpoint(best, data)

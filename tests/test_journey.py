@@ -122,5 +122,7 @@ def test_finetune_script_trains_through_accelerate_launch(prepared, tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "test: accuracy" in done.stdout
-    assert re.search(r"baseline UAR \d\.\d{3} · this model \d\.\d{3}", done.stdout)
+    assert re.search(
+        r"baseline UAR \d\.\d{3} \(compare\) · \d\.\d{3} \(mfcc\) · this model \d\.\d{3}", done.stdout
+    )
     assert (tmp_path / "run" / "best" / "model.safetensors").is_file()

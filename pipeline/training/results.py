@@ -87,6 +87,7 @@ def evaluate_best(setup: Setup, accelerator) -> dict:
 
     def answers(name: str) -> tuple[np.ndarray, np.ndarray]:
         predictor = Predictor.from_pretrained(best, device=device, precision="fp32")
+        predictor.temperature = 1.0  # the answer before calibration: the report applies the temperature
         split = setup.dataset[name]
         return split_logits(predictor, split, cfg.train.batch_size), split_targets(split, setup.labels)
 
