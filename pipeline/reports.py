@@ -38,9 +38,7 @@ def print_result(results: dict, cfg: Config) -> None:
         print(f"test: {scores(test)}")
         calibration = results.get("calibration", {}).get("test")
         if calibration:
-            applied = (
-                "applied" if results["calibration"]["applied"] else "not applied: --no-calibrate"
-            )
+            applied = "applied" if results["calibration"]["applied"] else "not applied: --no-calibrate"
             print(
                 f"calibration: test ECE {calibration['ece_before']:.3f}, with the temperature fitted on the "
                 f"validation speakers ({results['calibration']['temperature']:.2f}, {applied}) "
