@@ -16,7 +16,7 @@ import torch
 
 from ..files import write_file_atomic
 from ..functionals import functionals
-from .prepared import DATASET_DIR, open_dataset
+from .prepared import AUDIO_FILE, DATASET_DIR
 
 FUNCTIONALS_DIR = "functionals"
 DEFAULT_FUNCTIONALS = "compare"  # computed by `ser prepare`: the recipe's head and the main baseline
@@ -40,7 +40,9 @@ def table_functionals(data_dir: str | Path, feature_set: str, num_proc: int = 1)
     if target.is_file() and stamp.is_file() and json.loads(stamp.read_text()).get("inputs") == inputs:
         return np.load(target)
     sampling_rate = json.loads((root / "summary.json").read_text())["sampling_rate"]
-    audio = open_dataset(root / DATASET_DIR).select_columns(["input_values"])
+    # The audio table alone: the prepared table joins it to the metadata column-wise, which
+    # `datasets` cannot shard between processes.
+    audio = datasets.Dataset.from_file(str(root / DATASET_DIR / AUDIO_FILE)).select_columns(["input_values"])
     work = root / FUNCTIONALS_DIR / f".{feature_set}-parts"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
