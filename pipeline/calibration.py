@@ -14,10 +14,11 @@ T_MIN, T_MAX = 0.25, 20.0
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """Class probabilities of `logits / temperature` (rows sum to 1; stable for large logits)."""
-    return np.exp(_log_softmax(logits, temperature))
+    return np.exp(log_softmax(logits, temperature))
 
 
-def _log_softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+def log_softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Log class probabilities of `logits / temperature` (float64, stable for large logits)."""
     scaled = np.asarray(logits, dtype=np.float64) / temperature
     shifted = scaled - scaled.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
@@ -28,7 +29,7 @@ def negative_log_likelihood(logits: np.ndarray, targets: np.ndarray, temperature
     targets = np.asarray(targets, dtype=np.int64)
     if targets.size == 0:
         return 0.0
-    log_p = _log_softmax(logits, temperature)
+    log_p = log_softmax(logits, temperature)
     return float(-log_p[np.arange(len(targets)), targets].mean())
 
 

@@ -3,9 +3,10 @@ openSMILE ComParE_2016 by default), whose log-probabilities are averaged with th
 
 The network hears a clip frame by frame; the head sees statistics of the whole utterance. On real
 speech each is right where the other is wrong, and their weighted geometric mean beats both
-(docs/training.md#accuracy-on-real-corpora). The head is fitted on the network's training speakers
-and saved in the checkpoint beside it without pickle: `functionals.safetensors` (the scaler's mean
-and scale, the weights and biases) and `functionals.json` (the feature set and the fusion weight).
+(docs/training.md#accuracy-on-real-corpora). The head is fitted on the network's training (and
+validation) speakers and saved in the checkpoint beside it without pickle: `functionals.safetensors`
+(the scaler's mean and scale, the weights and biases) and `functionals.json` (the feature set and
+the fusion weight).
 """
 
 from __future__ import annotations
@@ -18,17 +19,14 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from .calibration import log_softmax
 from .errors import SerError
+from .files import write_file_atomic
 from .functionals import FEATURE_SETS, feature_count, functionals
 
 HEAD_WEIGHTS, HEAD_CONFIG = "functionals.safetensors", "functionals.json"
 HEAD_C = 1e-3  # inverse L2 strength: thousands of functionals, a few hundred clips
 ABSENT_CLASS_BIAS = -30.0  # a class with no training clip: never the head's answer
-
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 @dataclass
@@ -109,7 +107,7 @@ class FunctionalsHead:
             "sampling_rate": self.sampling_rate,
             "weight": self.weight,
         }
-        (directory / HEAD_CONFIG).write_text(json.dumps(settings, indent=2) + "\n")
+        write_file_atomic(directory / HEAD_CONFIG, json.dumps(settings, indent=2) + "\n")
 
     @classmethod
     def load(cls, directory: str | Path) -> FunctionalsHead | None:

@@ -15,9 +15,14 @@ AUDIO_FILE = "audio.arrow"
 FEATURE_EXTRACTOR_DIR = "feature_extractor"
 
 
+def open_metadata(target: Path) -> datasets.Dataset:
+    """The prepared table's metadata columns alone (label, speaker, path, ...): no audio."""
+    return datasets.load_from_disk(str(target / "metadata"))
+
+
 def open_dataset(target: Path) -> datasets.Dataset:
     """The prepared table: metadata columns beside the audio columns, both memory-mapped."""
-    metadata = datasets.load_from_disk(str(target / "metadata"))
+    metadata = open_metadata(target)
     audio = datasets.Dataset.from_file(str(target / AUDIO_FILE))
     return datasets.concatenate_datasets([metadata, audio], axis=1)
 

@@ -20,7 +20,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 from ..data.functionals_cache import table_functionals
-from ..data.prepared import DATASET_DIR, fold_plan, open_dataset
+from ..data.prepared import DATASET_DIR, fold_plan, open_metadata
 from ..functionals import FEATURE_SETS
 from ..metrics import classification_metrics
 
@@ -52,7 +52,7 @@ def fit_and_score(features: dict[str, np.ndarray], targets: dict[str, np.ndarray
 def fold_targets(data_dir, fold: int) -> tuple[dict[str, list[int]], np.ndarray, list[str]]:
     """({split: table rows} of `fold`, the class id of every row of the prepared table, labels)."""
     rows, labels = fold_plan(data_dir, fold)
-    names = open_dataset(Path(data_dir) / DATASET_DIR)["label"]
+    names = open_metadata(Path(data_dir) / DATASET_DIR)["label"]
     index = {label: i for i, label in enumerate(labels)}
     return rows, np.array([index[name] for name in names], dtype=np.int64), labels
 

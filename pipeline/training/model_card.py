@@ -98,8 +98,8 @@ def _answer_description(cfg: Config) -> str:
         return "The answer is the network's alone."
     return (
         f"The answer fuses the network with a functionals head (`functionals.safetensors`: a logistic "
-        f"regression on {FEATURE_SETS[cfg.model.functionals]} of the clip, fitted on the training "
-        f"speakers): weight {cfg.model.functionals_weight:g} on the network's log-probabilities, "
+        f"regression on {FEATURE_SETS[cfg.model.functionals]} of the clip, fitted on the training and "
+        f"validation speakers): weight {cfg.model.functionals_weight:g} on the network's log-probabilities, "
         f"{1 - cfg.model.functionals_weight:g} on the head's. `ser predict`, the REST API and the demo "
         "apply it; the stock `transformers` pipeline runs the network alone."
     )

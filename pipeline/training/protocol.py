@@ -7,17 +7,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..data.prepared import DATASET_DIR
+from ..data.prepared import DATASET_DIR, open_metadata
 from ..data.splits import SPLITS
 
 
 def protocol(data_dir: str | Path, folds: list[int]) -> dict:
-    """{scheme, note, labels, chance_uar, folds: [{fold, split: {clips, speakers}}], speakers_shared}."""
-    import datasets
-
+    """{scheme, note, labels, chance_uar, folds: [{fold, split: {clips, speakers}}],
+    test_speakers_seen_in_training}."""
     root = Path(data_dir)
     plan = json.loads((root / "splits.json").read_text())
-    metadata = datasets.load_from_disk(str(root / DATASET_DIR / "metadata"))
+    metadata = open_metadata(root / DATASET_DIR)
     speakers = metadata["speaker"] if "speaker" in metadata.column_names else [None] * len(metadata)
     described, shared = [], False
     for fold in folds:

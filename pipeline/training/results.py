@@ -48,20 +48,25 @@ def _on_main_process(accelerator, compute):
     return broadcast_object_list([compute() if accelerator.is_main_process else None])[0]
 
 
-def fit_functionals_head(setup: Setup, splits: tuple[str, ...]) -> FunctionalsHead:
-    """The functionals head (`model.functionals`) fitted on the fold's speakers of `splits`."""
+def functionals_head_fitter(setup: Setup):
+    """`fit(splits)`: the functionals head (`model.functionals`) fitted on the fold's speakers of
+    `splits` (the cached functionals and the targets read once)."""
     cfg = setup.cfg
     table = table_functionals(cfg.data.path, cfg.model.functionals)
     rows, targets, _ = fold_targets(cfg.data.path, setup.fold)
-    train = [row for split in splits for row in rows[split]]
-    return FunctionalsHead.fit(
-        table[train],
-        targets[train],
-        len(setup.labels),
-        cfg.model.functionals,
-        setup.extractor.sampling_rate,
-        cfg.model.functionals_weight,
-    )
+
+    def fit(splits: tuple[str, ...]) -> FunctionalsHead:
+        seen = [row for split in splits for row in rows[split]]
+        return FunctionalsHead.fit(
+            table[seen],
+            targets[seen],
+            len(setup.labels),
+            cfg.model.functionals,
+            setup.extractor.sampling_rate,
+            cfg.model.functionals_weight,
+        )
+
+    return fit
 
 
 def set_temperature(best_dir: Path, temperature: float) -> None:
@@ -93,12 +98,13 @@ def evaluate_best(setup: Setup, accelerator) -> dict:
 
     def evaluate() -> dict:
         logits, targets = {}, {}
-        if cfg.model.functionals:
-            fit_functionals_head(setup, ("train",)).save(best)
+        fit_head = functionals_head_fitter(setup) if cfg.model.functionals else None
+        if fit_head:
+            fit_head(("train",)).save(best)
         logits["validation"], targets["validation"] = answers("validation")
         temperature = fit_temperature(logits["validation"], targets["validation"])
-        if cfg.model.functionals:
-            fit_functionals_head(setup, ("train", "validation")).save(best)
+        if fit_head:
+            fit_head(("train", "validation")).save(best)
         set_temperature(best, temperature if cfg.train.calibrate else 1.0)
         if len(setup.dataset["test"]):
             logits["test"], targets["test"] = answers("test")
