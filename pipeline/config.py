@@ -83,7 +83,7 @@ class ModelConfig:
         "fuse with a linear model on these clip functionals; none = the network alone",
         choices=(None, *FEATURE_SETS),
     )
-    functionals_weight: float = option(0.3, "the network's share of the fused log-probabilities")
+    functionals_weight: float | None = option(None, "the network's share; none = fitted on validation")
 
 
 @dataclass

@@ -4,9 +4,9 @@ openSMILE ComParE_2016 by default), whose log-probabilities are averaged with th
 The network hears a clip frame by frame; the head sees statistics of the whole utterance. On real
 speech each is right where the other is wrong, and their weighted geometric mean beats both
 (docs/training.md#accuracy-on-real-corpora). The head is fitted on the network's training (and
-validation) speakers and saved in the checkpoint beside it without pickle: `functionals.safetensors`
-(the scaler's mean and scale, the weights and biases) and `functionals.json` (the feature set and
-the fusion weight).
+validation) speakers, the two shares on the validation speakers (`fit_weight`); the head is saved
+in the checkpoint beside the network without pickle: `functionals.safetensors` (the scaler's mean
+and scale, the weights and biases) and `functionals.json` (the feature set and the network's share).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from .calibration import log_softmax
+from .calibration import log_softmax, negative_log_likelihood
 from .errors import SerError
 from .files import write_file_atomic
 from .functionals import FEATURE_SETS, feature_count, functionals
@@ -27,6 +27,31 @@ from .functionals import FEATURE_SETS, feature_count, functionals
 HEAD_WEIGHTS, HEAD_CONFIG = "functionals.safetensors", "functionals.json"
 HEAD_C = 1e-3  # inverse L2 strength: thousands of functionals, a few hundred clips
 ABSENT_CLASS_BIAS = -30.0  # a class with no training clip: never the head's answer
+EQUAL_SHARES = 0.5  # the fusion weight where no validation clip tells better
+
+
+def fused_log_probabilities(
+    network_logits: np.ndarray, head_log_probabilities: np.ndarray, weight: float
+) -> np.ndarray:
+    """weight · log p(network) + (1 - weight) · log p(head): a weighted geometric mean, unnormalised."""
+    return weight * log_softmax(network_logits) + (1 - weight) * head_log_probabilities
+
+
+def fit_weight(network_logits: np.ndarray, head_log_probabilities: np.ndarray, targets: np.ndarray) -> float:
+    """The network's share in [0, 1] that minimises the negative log-likelihood of `targets` under the
+    fused answer (convex in the share: one bounded search); `EQUAL_SHARES` without clips."""
+    if len(targets) == 0:
+        return EQUAL_SHARES
+    from scipy.optimize import minimize_scalar  # imported on use, as in `fit_temperature`
+
+    found = minimize_scalar(
+        lambda weight: negative_log_likelihood(
+            fused_log_probabilities(network_logits, head_log_probabilities, weight), targets
+        ),
+        bounds=(0.0, 1.0),
+        method="bounded",
+    )
+    return round(float(found.x), 4)
 
 
 @dataclass
@@ -93,7 +118,7 @@ class FunctionalsHead:
 
     def fuse(self, network_logits: np.ndarray, waves: list[np.ndarray]) -> np.ndarray:
         """The fused log-probabilities: weight · log p(network) + (1 - weight) · log p(head)."""
-        return self.weight * log_softmax(network_logits) + (1 - self.weight) * self.log_probabilities(waves)
+        return fused_log_probabilities(network_logits, self.log_probabilities(waves), self.weight)
 
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)

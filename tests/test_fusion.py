@@ -5,6 +5,7 @@ by `Predictor` (the one prediction path) from the checkpoint directory."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,14 +14,24 @@ from helpers import LABELS, make_tiny_checkpoint, tone
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from pipeline.calibration import expected_calibration_error, softmax
+from pipeline.calibration import expected_calibration_error, negative_log_likelihood, softmax
+from pipeline.config import load_config
 from pipeline.data.prepared import load_prepared
 from pipeline.errors import SerError
 from pipeline.functionals import functionals
-from pipeline.fusion import HEAD_C, HEAD_CONFIG, FunctionalsHead, log_softmax
+from pipeline.fusion import (
+    EQUAL_SHARES,
+    HEAD_C,
+    HEAD_CONFIG,
+    FunctionalsHead,
+    fit_weight,
+    fused_log_probabilities,
+    log_softmax,
+)
 from pipeline.inference.evaluate import split_logits, split_targets
 from pipeline.inference.predictor import TEMPERATURE_KEY, Predictor
 from pipeline.metrics import classification_metrics
+from pipeline.training.results import FunctionalsFits
 
 SR = 16_000
 
@@ -72,6 +83,27 @@ def test_fusion_weighs_the_log_probabilities_of_network_and_head():
     np.testing.assert_allclose(head.fuse(network, waves), log_softmax(network), atol=1e-6)
     head.weight = 0.0
     np.testing.assert_allclose(head.fuse(network, waves), heard, atol=1e-6)
+
+
+def _answers(targets: np.ndarray, classes: int, strength: float, seed: int) -> np.ndarray:
+    """Logits that point at `targets` with `strength` above unit Gaussian noise."""
+    rng = np.random.default_rng(seed)
+    return strength * np.eye(classes)[targets] + rng.normal(size=(len(targets), classes))
+
+
+@pytest.mark.fast
+def test_the_fusion_weight_goes_to_the_source_that_knows_the_answer():
+    y = np.arange(200) % 4
+    knows, guesses = _answers(y, 4, 4.0, seed=0), _answers(y, 4, 0.0, seed=1)
+    assert fit_weight(knows, log_softmax(guesses), y) > 0.9  # the network knows
+    assert fit_weight(guesses, log_softmax(knows), y) < 0.1  # the head knows
+    network, head = _answers(y, 4, 1.5, seed=2), log_softmax(_answers(y, 4, 2.5, seed=3))
+    weight = fit_weight(network, head, y)
+    assert 0.05 < weight < 0.95
+    best = negative_log_likelihood(fused_log_probabilities(network, head, weight), y)
+    for other in np.linspace(0, 1, 41):  # the minimum of the validation NLL, not only a local one
+        assert best <= negative_log_likelihood(fused_log_probabilities(network, head, other), y) + 1e-6
+    assert fit_weight(network[:0], head[:0], y[:0]) == EQUAL_SHARES  # no validation clips
 
 
 @pytest.mark.fast
@@ -130,10 +162,34 @@ def test_a_head_for_other_labels_is_refused(tmp_path):
         Predictor.from_pretrained(checkpoint, precision="fp32")
 
 
-def test_training_saves_the_head_and_reports_the_calibration_of_what_it_saved(trained, prepared):
+def test_training_fits_the_weight_on_validation_and_saves_the_head(trained, prepared):
+    metrics, best = json.loads((trained / "metrics.json").read_text()), trained / "best"
+    assert metrics["config"]["model"]["functionals_weight"] is None  # the default: fitted
+    head = FunctionalsHead.load(best)
+    assert 0 <= head.weight <= 1 and head.weight == metrics["functionals_weight"]
+    dataset, labels, extractor = load_prepared(prepared, 0)
+    setup = SimpleNamespace(
+        cfg=load_config(None, [f"data.path={prepared}"]), fold=0, labels=labels, extractor=extractor
+    )
+    fits = FunctionalsFits(setup)
+    test_waves = [row["input_values"] for row in dataset["test"].with_format("numpy")]
+    np.testing.assert_allclose(  # the cached functionals are the clips' own, row for row
+        fits.log_probabilities(head, "test"), head.log_probabilities(test_waves), atol=1e-4
+    )
+    network = Predictor.from_pretrained(best, precision="fp32")
+    network.head, network.temperature = None, 1.0
+    validation = dataset["validation"]
+    refitted = fit_weight(
+        split_logits(network, validation),
+        fits.log_probabilities(fits.fit(("train",), 0.0), "validation"),
+        split_targets(validation, labels),
+    )
+    assert refitted == pytest.approx(head.weight, abs=1e-3)
+
+
+def test_training_reports_the_calibration_of_what_it_saved(trained, prepared):
     metrics = json.loads((trained / "metrics.json").read_text())
     best = trained / "best"
-    assert FunctionalsHead.load(best).weight == metrics["config"]["model"]["functionals_weight"]
     config = json.loads((best / "config.json").read_text())
     calibration = metrics["calibration"]
     assert calibration["applied"] and config[TEMPERATURE_KEY] == calibration["temperature"]  # the default

@@ -93,15 +93,16 @@ def _data_description(data_dir: Path) -> tuple[str, str]:
     return text, corpora
 
 
-def _answer_description(cfg: Config) -> str:
+def _answer_description(cfg: Config, weight: float | None) -> str:
     if not cfg.model.functionals:
         return "The answer is the network's alone."
+    how = "fixed" if cfg.model.functionals_weight is not None else "fitted on the validation speakers"
     return (
         f"The answer fuses the network with a functionals head (`functionals.safetensors`: a logistic "
         f"regression on {FEATURE_SETS[cfg.model.functionals]} of the clip, fitted on the training and "
-        f"validation speakers): weight {cfg.model.functionals_weight:g} on the network's log-probabilities, "
-        f"{1 - cfg.model.functionals_weight:g} on the head's. `ser predict`, the REST API and the demo "
-        "apply it; the stock `transformers` pipeline runs the network alone."
+        f"validation speakers): weight {weight:g} on the network's log-probabilities ({how}), "
+        f"{1 - weight:g} on the head's. `ser predict`, the REST API and the demo apply it; the stock "
+        "`transformers` pipeline runs the network alone."
     )
 
 
@@ -173,7 +174,7 @@ def write_model_card(best: Path, cfg: Config, results: dict, trainer: str) -> No
             key: " | ".join(f"{run['test'][key]:.3f}" for run in baselines.values())
             for key in ("accuracy", "uar", "macro_f1")
         },
-        answer=_answer_description(cfg),
+        answer=_answer_description(cfg, results.get("functionals_weight")),
         calibration=_calibration_description(results.get("calibration")),
         protocol="\n".join(protocol_lines(protocol(cfg.data.path, [results.get("fold") or 0]), baselines)),
         per_class=per_class,

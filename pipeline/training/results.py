@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 from accelerate.utils import broadcast_object_list
 
-from ..calibration import calibration_report, fit_temperature
+from ..calibration import calibration_report, fit_temperature, log_softmax
 from ..config import Config
 from ..data.functionals_cache import table_functionals
 from ..files import write_file_atomic
-from ..fusion import FunctionalsHead
+from ..fusion import FunctionalsHead, fit_weight, fused_log_probabilities
 from ..inference.evaluate import split_logits, split_targets
 from ..inference.predictor import TEMPERATURE_KEY, Predictor
 from ..metrics import evaluate_predictions
@@ -48,25 +48,29 @@ def _on_main_process(accelerator, compute):
     return broadcast_object_list([compute() if accelerator.is_main_process else None])[0]
 
 
-def functionals_head_fitter(setup: Setup):
-    """`fit(splits)`: the functionals head (`model.functionals`) fitted on the fold's speakers of
-    `splits` (the cached functionals and the targets read once)."""
-    cfg = setup.cfg
-    table = table_functionals(cfg.data.path, cfg.model.functionals)
-    rows, targets, _ = fold_targets(cfg.data.path, setup.fold)
+class FunctionalsFits:
+    """The fold's cached functionals and targets (`model.functionals`), read once: heads fitted on the
+    speakers of some splits, and a head's log-probabilities of a split's clips."""
 
-    def fit(splits: tuple[str, ...]) -> FunctionalsHead:
-        seen = [row for split in splits for row in rows[split]]
+    def __init__(self, setup: Setup):
+        cfg, self.setup = setup.cfg, setup
+        self.table = table_functionals(cfg.data.path, cfg.model.functionals)
+        self.rows, self.targets, _ = fold_targets(cfg.data.path, setup.fold)
+
+    def fit(self, splits: tuple[str, ...], weight: float) -> FunctionalsHead:
+        seen = [row for split in splits for row in self.rows[split]]
         return FunctionalsHead.fit(
-            table[seen],
-            targets[seen],
-            len(setup.labels),
-            cfg.model.functionals,
-            setup.extractor.sampling_rate,
-            cfg.model.functionals_weight,
+            self.table[seen],
+            self.targets[seen],
+            len(self.setup.labels),
+            self.setup.cfg.model.functionals,
+            self.setup.extractor.sampling_rate,
+            weight,
         )
 
-    return fit
+    def log_probabilities(self, head: FunctionalsHead, split: str) -> np.ndarray:
+        """(clips, classes) in the order of the prepared split's rows."""
+        return log_softmax(head.scores(self.table[self.rows[split]]))
 
 
 def set_temperature(best_dir: Path, temperature: float) -> None:
@@ -82,29 +86,36 @@ def evaluate_best(setup: Setup, accelerator) -> dict:
     `ser evaluate` and the service see them); computed by the main process, shared with the others.
 
     With `model.functionals`, a functionals head fitted on the training speakers joins the network;
-    a temperature is fitted on the validation speakers' answers (applied with `train.calibrate`);
-    then the head is fitted again on training and validation speakers together (the network's
-    weights stay as trained) and saved in `best/`. Validation's metrics are those of the first head
-    (the second has seen those speakers), the test's those of the checkpoint as saved; the
-    calibration error without and with the temperature on both."""
+    the network's share of the fused answer (unless `model.functionals_weight` fixes it) and then a
+    temperature (applied with `train.calibrate`) are fitted on the validation speakers' answers; the
+    head is fitted again on training and validation speakers together (the network's weights stay as
+    trained) and saved in `best/`. Validation's metrics are those of the first head (the second has
+    seen those speakers), the test's those of the checkpoint as saved; the calibration error without
+    and with the temperature on both."""
     best, cfg = setup.out / "best", setup.cfg
     device = str(accelerator.device)
 
-    def answers(name: str) -> tuple[np.ndarray, np.ndarray]:
+    def answers(name: str, network_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
         predictor = Predictor.from_pretrained(best, device=device, precision="fp32")
         predictor.temperature = 1.0  # the answer before calibration: the report applies the temperature
+        if network_only:
+            predictor.head = None
         split = setup.dataset[name]
         return split_logits(predictor, split, cfg.train.batch_size), split_targets(split, setup.labels)
 
     def evaluate() -> dict:
         logits, targets = {}, {}
-        fit_head = functionals_head_fitter(setup) if cfg.model.functionals else None
-        if fit_head:
-            fit_head(("train",)).save(best)
-        logits["validation"], targets["validation"] = answers("validation")
+        logits["validation"], targets["validation"] = answers("validation", network_only=True)
+        weight = None
+        if cfg.model.functionals:
+            fits = FunctionalsFits(setup)
+            head = fits.log_probabilities(fits.fit(("train",), 0.0), "validation")
+            weight = cfg.model.functionals_weight
+            if weight is None:
+                weight = fit_weight(logits["validation"], head, targets["validation"])
+            logits["validation"] = fused_log_probabilities(logits["validation"], head, weight)
+            fits.fit(("train", "validation"), weight).save(best)
         temperature = fit_temperature(logits["validation"], targets["validation"])
-        if fit_head:
-            fit_head(("train", "validation")).save(best)
         set_temperature(best, temperature if cfg.train.calibrate else 1.0)
         if len(setup.dataset["test"]):
             logits["test"], targets["test"] = answers("test")
@@ -113,6 +124,7 @@ def evaluate_best(setup: Setup, accelerator) -> dict:
             name: evaluate_predictions(targets[name], logits[name].argmax(-1), setup.labels)
             for name in logits
         }
+        found["functionals_weight"] = weight
         found["calibration"] = {
             **calibration_report(logits, targets, temperature),
             "applied": cfg.train.calibrate,
