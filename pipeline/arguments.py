@@ -78,6 +78,17 @@ def int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers (0,1,2), got {text!r}") from None
 
 
+def positive_int(text: str) -> int:
+    """A flag's whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
 def _none_or(kind: type):
     def parse(text: str):
         return None if text.lower() in ("none", "null") else kind(text)

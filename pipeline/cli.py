@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from .arguments import add_flags, from_flags, given_flags, int_list
+from .arguments import add_flags, from_flags, given_flags, int_list, positive_int
 from .config import BACKENDS, PRECISIONS, Config, PrepareConfig, SynthConfig, load_config
 from .errors import SerError
 from .functionals import FEATURE_SETS
@@ -63,10 +63,10 @@ def _train(args) -> None:
     from .training.run import train, train_seeds
 
     if args.seeds:
-        print_seeds(train_seeds(cfg, args.seeds, resume=args.resume))
+        print_seeds(train_seeds(cfg, args.seeds, resume=args.resume, jobs=args.jobs))
         print(f"per-seed runs and seeds_metrics.json in {cfg.train.output_dir}")
         return
-    results = train(cfg, resume=args.resume)
+    results = train(cfg, resume=args.resume, jobs=args.jobs)
     if "cross_validation" in results:
         print_cross_validation(results["cross_validation"])
         print(f"per-fold runs and cv_metrics.json in {cfg.train.output_dir}")
@@ -217,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N,N,...",
         help="train once per seed (OUTPUT_DIR/seed<N>/), comma-separated: mean ± std over seeds",
     )
+    jobs_help = "runs (folds, seeds) at once on a CPU, one thread each; default: one per core"
+    p.add_argument("--jobs", type=positive_int, metavar="N", help=jobs_help)
     p.add_argument(
         "--overfit-batches", type=int, metavar="N", help="only check that N batches can be overfitted"
     )

@@ -20,6 +20,7 @@ from pipeline.data.synth import write_examples
         (["train", "--data", "{tmp}", "train.epochz=1"], "unknown config key 'train.epochz'"),
         (["train", "--config", "{tmp}/none.yaml"], "config file not found"),
         (["train", "--data", "{tmp}"], "no prepared data"),
+        (["train", "--data", "{tmp}", "--jobs", "0"], "expected a whole number of at least 1, got '0'"),
         (["evaluate", "--checkpoint", "{tmp}", "--data", "{tmp}"], "no prepared data"),
         (["export", "--checkpoint", "{tmp}"], "not a checkpoint directory"),
     ],

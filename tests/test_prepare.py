@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import ser
 
 import pipeline.data.prepare as features
 from pipeline.config import DecodeConfig, PrepareConfig, load_config
@@ -16,6 +17,7 @@ from pipeline.data.prepared import load_prepared
 from pipeline.data.splits import SplitConfig
 from pipeline.data.synth import synthesize_corpus
 from pipeline.inference.predictor import TEMPERATURE_KEY
+from pipeline.training.jobs import LOG_FILE, ONE_THREAD
 from pipeline.training.run import train
 
 
@@ -97,17 +99,11 @@ def test_k_fold_training_reports_mean_and_spread(tmp_path):
         dataset, _, _ = load_prepared(tmp_path / "data", fold)
         tested += dataset["test"]["path"]
     assert sorted(tested) == sorted(str(p) for p in corpus.rglob("*.wav"))  # each clip tested once
-    cfg = load_config(
-        None,
-        [
-            f"data.path={tmp_path / 'data'}",
-            f"train.output_dir={tmp_path / 'run'}",
-            "train.epochs=1",
-            "train.batch_size=8",
-            "train.calibrate=false",
-        ],
-    )
-    results = train(cfg)
+    overrides = ["train.epochs=1", "train.batch_size=8", "train.calibrate=false"]
+    data = tmp_path / "data"
+    cfg = load_config(None, [f"data.path={data}", f"train.output_dir={tmp_path / 'run'}", *overrides])
+    results = train(cfg, jobs=3)  # on a CPU: three worker processes, one thread each
+    assert all((tmp_path / "run" / f"fold{i}" / LOG_FILE).is_file() for i in range(3))
     cv = json.loads((tmp_path / "run" / "cv_metrics.json").read_text())
     assert len(results["folds"]) == 3 and len(cv["uar"]["folds"]) == 3
     assert cv["uar"]["mean"] == pytest.approx(np.mean(cv["uar"]["folds"]))
@@ -127,3 +123,9 @@ def test_k_fold_training_reports_mean_and_spread(tmp_path):
         {p.stem.split("_")[0] for p in corpus.rglob("*.wav")}
     )  # every speaker tested once
     assert all((tmp_path / "run" / f"fold{i}" / "best" / "model.safetensors").is_file() for i in range(3))
+    alone = tmp_path / "alone"  # fold 1 again, alone in a process on one thread: the same run
+    ser("train", "--data", str(data), "--output-dir", str(alone), "--fold", "1", *overrides, env=ONE_THREAD)
+    pooled = json.loads((tmp_path / "run" / "fold1" / "metrics.json").read_text())
+    assert json.loads((alone / "metrics.json").read_text())["test"] == pooled["test"]
+    weights = "best/model.safetensors"
+    assert (alone / weights).read_bytes() == (tmp_path / "run" / "fold1" / weights).read_bytes()

@@ -1,5 +1,5 @@
-"""`ser train`: one fold, or every fold of the prepared data (cross-validation), with our Accelerate
-loop or `transformers.Trainer`."""
+"""`ser train`: one fold, or every fold of the prepared data (cross-validation), once or once per
+seed, with our Accelerate loop or `transformers.Trainer`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from ..data.prepared import fold_count
 from ..errors import ConfigError
 from ..files import write_file_atomic
 from ..metrics import fold_summary, seed_summary, spread
-from .loop import OnEvaluate, train_fold
+from .jobs import Run, fitter, run_all
+from .loop import OnEvaluate
 from .protocol import protocol
 
 
@@ -40,9 +41,7 @@ def baselines_summary(runs: list[dict]) -> dict:
     }
 
 
-def train(cfg: Config, resume: bool = False, on_evaluate: OnEvaluate | None = None) -> dict:
-    """Train the fold `data.fold`, or every fold of the prepared data (`run/fold<i>/`) and report the
-    mean and spread of their test metrics in `run/cv_metrics.json`."""
+def _check(cfg: Config) -> None:
     if cfg.train.trainer not in TRAINERS:
         raise ConfigError(f"train.trainer must be one of {', '.join(TRAINERS)}, got {cfg.train.trainer!r}")
     unknown = sorted(set(cfg.train.report_to) - {"all", *LOGGER_TYPE_TO_CLASS})
@@ -51,19 +50,21 @@ def train(cfg: Config, resume: bool = False, on_evaluate: OnEvaluate | None = No
         raise ConfigError(f"train.report_to: unknown tracker {unknown[0]!r}; choose from {known}")
     if cfg.train.early_stopping_patience and cfg.train.keep != "best":
         raise ConfigError("train.early_stopping_patience keeps the best weights: add --keep best")
-    if cfg.train.trainer == "hf":
-        from .hf_trainer import train_fold_with_trainer as fit  # imports Trainer (slow): only when used
-    else:
-        fit = train_fold
-    _say_what_to_expect(cfg)
-    folds = [cfg.data.fold] if cfg.data.fold is not None else list(range(fold_count(cfg.data.path)))
-    if len(folds) == 1:
-        return fit(cfg, folds[0], resume=resume, on_evaluate=on_evaluate)
+
+
+def _runs(cfg: Config) -> list[Run]:
+    """The fold `data.fold` in `train.output_dir`, or every fold in `train.output_dir/fold<i>/`."""
+    if cfg.data.fold is not None or fold_count(cfg.data.path) == 1:
+        return [Run(cfg, cfg.data.fold or 0)]
     out = Path(cfg.train.output_dir)
-    runs = [
-        fit(replace(cfg, train=replace(cfg.train, output_dir=str(out / f"fold{f}"))), f, resume=resume)
-        for f in folds
+    return [
+        Run(replace(cfg, train=replace(cfg.train, output_dir=str(out / f"fold{f}"))), f)
+        for f in range(fold_count(cfg.data.path))
     ]
+
+
+def _cross_validation(cfg: Config, runs: list[dict]) -> dict:
+    """The mean and spread of the folds' test metrics, written to `train.output_dir/cv_metrics.json`."""
     summary = fold_summary([run["test"] for run in runs])
     summary["baselines_uar"] = baselines_summary(runs)
     if "calibration" in runs[0]:
@@ -71,24 +72,44 @@ def train(cfg: Config, resume: bool = False, on_evaluate: OnEvaluate | None = No
             key: spread([run["calibration"]["test"][key] for run in runs])
             for key in ("ece_before", "ece_after")
         }
-    summary["protocol"] = protocol(cfg.data.path, folds)
+    summary["protocol"] = protocol(cfg.data.path, [run["fold"] for run in runs])
     if PartialState().is_main_process:
-        write_file_atomic(out / "cv_metrics.json", json.dumps(summary, indent=2))
-    return {"folds": runs, "cross_validation": summary}
+        write_file_atomic(Path(cfg.train.output_dir) / "cv_metrics.json", json.dumps(summary, indent=2))
+    return summary
 
 
-def train_seeds(cfg: Config, seeds: list[int], resume: bool = False) -> dict:
-    """`train` once per seed (`run/seed<s>/`), then the mean over seeds and the spread between seeds,
-    overall and fold by fold, in `run/seeds_metrics.json`."""
+def train(
+    cfg: Config, resume: bool = False, on_evaluate: OnEvaluate | None = None, jobs: int | None = None
+) -> dict:
+    """Train the fold `data.fold`, or every fold of the prepared data (`run/fold<i>/`, `jobs` at once
+    on a CPU: `pipeline.training.jobs`) and report the mean and spread of their test metrics in
+    `run/cv_metrics.json`."""
+    _check(cfg)
+    _say_what_to_expect(cfg)
+    runs = _runs(cfg)
+    if len(runs) == 1:
+        return fitter(cfg.train.trainer)(cfg, runs[0].fold, resume=resume, on_evaluate=on_evaluate)
+    done = run_all(runs, resume, jobs)
+    return {"folds": done, "cross_validation": _cross_validation(cfg, done)}
+
+
+def train_seeds(cfg: Config, seeds: list[int], resume: bool = False, jobs: int | None = None) -> dict:
+    """`train` once per seed (`run/seed<s>/`; every seed's folds `jobs` at once on a CPU), then the
+    mean over seeds and the spread between seeds, overall and fold by fold, in
+    `run/seeds_metrics.json`."""
+    _check(cfg)
+    _say_what_to_expect(cfg)
     out = Path(cfg.train.output_dir)
-    runs = []
-    for seed in seeds:
-        seeded = replace(cfg, train=replace(cfg.train, seed=seed, output_dir=str(out / f"seed{seed}")))
-        done = train(seeded, resume)
-        runs.append(done.get("folds", [done]))
-    summary = {"seeds": list(seeds), **seed_summary([[run["test"] for run in folds] for folds in runs])}
-    summary["baselines_uar"] = baselines_summary(runs[0])  # the same for every seed: no randomness
-    summary["protocol"] = protocol(cfg.data.path, [run["fold"] for run in runs[0]])
+    seeded = [replace(cfg, train=replace(cfg.train, seed=s, output_dir=str(out / f"seed{s}"))) for s in seeds]
+    planned = [_runs(one) for one in seeded]
+    done = iter(run_all([run for runs in planned for run in runs], resume, jobs))
+    per_seed = [[next(done) for _ in runs] for runs in planned]
+    for one, runs in zip(seeded, per_seed):
+        if len(runs) > 1:
+            _cross_validation(one, runs)
+    summary = {"seeds": list(seeds), **seed_summary([[run["test"] for run in runs] for runs in per_seed])}
+    summary["baselines_uar"] = baselines_summary(per_seed[0])  # the same for every seed: no randomness
+    summary["protocol"] = protocol(cfg.data.path, [run["fold"] for run in per_seed[0]])
     if PartialState().is_main_process:
         write_file_atomic(out / "seeds_metrics.json", json.dumps(summary, indent=2))
     return summary
