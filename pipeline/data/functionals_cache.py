@@ -1,7 +1,8 @@
 """The functionals (`pipeline.functionals`) of every prepared clip, computed once per feature set
 (with `datasets.map`, in parallel with `num_proc`) and kept beside the prepared data in
 `functionals/<set>.npy`: every later fold, seed, baseline and training run reads them. A new
-`ser prepare` of other files or settings makes them stale (its `inputs` fingerprint)."""
+`ser prepare` of other files or settings makes them stale (its `inputs` fingerprint). Runs that
+need them at once (`ser train --jobs`) compute them once: the others wait on a file lock."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
+from filelock import FileLock
 
 from ..files import write_file_atomic
 from ..functionals import functionals
@@ -37,8 +39,22 @@ def table_functionals(data_dir: str | Path, feature_set: str, num_proc: int = 1)
         root / FUNCTIONALS_DIR / f"{feature_set}.npy",
         root / FUNCTIONALS_DIR / f"{feature_set}.json",
     )
-    if target.is_file() and stamp.is_file() and json.loads(stamp.read_text()).get("inputs") == inputs:
+    if _current(target, stamp, inputs):
         return np.load(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(target.parent / f".{feature_set}.lock"):  # one computes, the others (runs at once) wait
+        if _current(target, stamp, inputs):
+            return np.load(target)
+        return _compute(root, feature_set, num_proc, target, stamp, inputs)
+
+
+def _current(target: Path, stamp: Path, inputs: str) -> bool:
+    return target.is_file() and stamp.is_file() and json.loads(stamp.read_text()).get("inputs") == inputs
+
+
+def _compute(
+    root: Path, feature_set: str, num_proc: int, target: Path, stamp: Path, inputs: str
+) -> np.ndarray:
     sampling_rate = json.loads((root / "summary.json").read_text())["sampling_rate"]
     # The audio table alone: the prepared table joins it to the metadata column-wise, which
     # `datasets` cannot shard between processes.
