@@ -21,13 +21,8 @@ from tqdm.auto import tqdm
 
 from ..config import Config
 
-ONE_THREAD = {
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "TQDM_DISABLE": "1",  # a run's progress bars would only fill its log: the runs' bar says enough
-}
-LOG_FILE = "train.log"  # a run's own output, in its output directory, when it ran in a worker
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+LOG_FILE = "train.log"  # a worker's run's output and progress bar (`tail -f`), in its output directory
 
 
 @dataclass
