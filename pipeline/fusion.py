@@ -116,10 +116,6 @@ class FunctionalsHead:
         """(clips, classes) the head's log-probabilities of 1-D waveforms at `self.sampling_rate`."""
         return log_softmax(self.scores(functionals(waves, self.sampling_rate, self.feature_set)))
 
-    def fuse(self, network_logits: np.ndarray, waves: list[np.ndarray]) -> np.ndarray:
-        """The fused log-probabilities: weight · log p(network) + (1 - weight) · log p(head)."""
-        return fused_log_probabilities(network_logits, self.log_probabilities(waves), self.weight)
-
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
         arrays = {"mean": self.mean, "scale": self.scale, "coef": self.coef, "intercept": self.intercept}

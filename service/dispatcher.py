@@ -41,11 +41,15 @@ class Dispatcher:
         threading.Thread(target=self._serve, name="model", daemon=True).start()
 
     def __call__(self, waves: list[np.ndarray]) -> np.ndarray:
+        return self.submit(waves).result()
+
+    def submit(self, waves: list[np.ndarray]) -> Future:
+        """`model(waves)` to come: the caller may work meanwhile."""
         call = _Call(waves)
         with self.ready:
             self.queue.append(call)
             self.ready.notify()
-        return call.answer.result()
+        return call.answer
 
     def _next_batch(self) -> list[_Call]:
         """The calls waiting now, oldest first, up to `max_clips` clips (a larger call goes alone);

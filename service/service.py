@@ -20,6 +20,7 @@ from bentoml.exceptions import ServiceUnavailable
 from fastapi import FastAPI
 
 from demo.app import build_demo, example_clips
+from pipeline.calibration import softmax
 from pipeline.data.audio import TARGET_SAMPLING_RATE, load_audio, load_samples
 from pipeline.errors import InputError
 from pipeline.inference.answers import Options, classify_wave
@@ -103,8 +104,10 @@ class EmotionClassifier:
         self.predictor = Predictor.from_pretrained(
             MODEL.path, SETTINGS.device, SETTINGS.precision, SETTINGS.backend
         )
-        self.model = Dispatcher(
-            self.predictor.probabilities, SETTINGS.max_batch_size, SETTINGS.max_latency_ms / 1000
+        self.network = Dispatcher(
+            lambda waves: self.predictor.network_logits(waves).numpy(),
+            SETTINGS.max_batch_size,
+            SETTINGS.max_latency_ms / 1000,
         )
         self.warm = False
         self.warming = threading.Lock()
@@ -120,6 +123,14 @@ class EmotionClassifier:
             finally:
                 self.warming.release()
         return self.warm
+
+    def model(self, waves: list[np.ndarray]) -> np.ndarray:
+        """Class probabilities: the network on the dispatcher (merged with other requests), the
+        functionals head meanwhile in this request's thread (it runs clip by clip, and requests in
+        parallel)."""
+        network = self.network.submit(waves)
+        head = self.predictor.head_log_probabilities(waves)
+        return softmax(self.predictor.answer_logits(network.result(), head).numpy()).astype(np.float32)
 
     def classify_wave(self, wave: np.ndarray, options: Options) -> dict[str, Any]:
         answer = classify_wave(wave, TARGET_SAMPLING_RATE, LABELS, self.model, options)

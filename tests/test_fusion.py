@@ -78,11 +78,10 @@ def test_fusion_weighs_the_log_probabilities_of_network_and_head():
     network = np.array([[2.0, 0.0, -1.0, 0.5], [0.0, 3.0, 0.0, 0.0]], dtype=np.float32)
     heard = head.log_probabilities(waves)
     np.testing.assert_allclose(heard, log_softmax(head.scores(functionals(waves, SR, "egemaps"))), atol=1e-6)
-    np.testing.assert_allclose(head.fuse(network, waves), 0.5 * log_softmax(network) + 0.5 * heard, atol=1e-6)
-    head.weight = 1.0
-    np.testing.assert_allclose(head.fuse(network, waves), log_softmax(network), atol=1e-6)
-    head.weight = 0.0
-    np.testing.assert_allclose(head.fuse(network, waves), heard, atol=1e-6)
+    expected = 0.5 * log_softmax(network) + 0.5 * heard
+    np.testing.assert_allclose(fused_log_probabilities(network, heard, 0.5), expected, atol=1e-6)
+    np.testing.assert_allclose(fused_log_probabilities(network, heard, 1.0), log_softmax(network), atol=1e-6)
+    np.testing.assert_allclose(fused_log_probabilities(network, heard, 0.0), heard, atol=1e-6)
 
 
 def _answers(targets: np.ndarray, classes: int, strength: float, seed: int) -> np.ndarray:
@@ -144,7 +143,7 @@ def test_the_predictor_applies_the_checkpoints_head_and_temperature(tmp_path):
     (checkpoint / "config.json").write_text(json.dumps({**config, TEMPERATURE_KEY: 2.0}))
     fused = Predictor.from_pretrained(checkpoint, precision="fp32")
     assert fused.temperature == 2.0 and fused.labels == LABELS
-    expected = head.fuse(network.numpy(), waves) / 2.0
+    expected = fused_log_probabilities(network.numpy(), head.log_probabilities(waves), 0.6) / 2.0
     np.testing.assert_allclose(fused.logits(waves).numpy(), expected, atol=1e-5)
     torch.testing.assert_close(fused.network_logits(waves), network)  # the network's own, untouched
     probabilities = fused.probabilities(waves)

@@ -15,7 +15,7 @@ from ..config import BACKENDS, PRECISIONS
 from ..data.audio import load_audio
 from ..errors import ConfigError
 from ..features import input_features
-from ..fusion import FunctionalsHead
+from ..fusion import FunctionalsHead, fused_log_probabilities
 from ..model import load_checkpoint, model_labels
 from .answers import Prediction
 
@@ -229,13 +229,23 @@ class Predictor:
             out[group] = self.classifier(self.features([waves[i] for i in group]))
         return out
 
-    def logits(self, waves: list[np.ndarray]) -> torch.Tensor:
-        """The answer's logits: the network's, fused with the functionals head's log-probabilities
-        where the checkpoint has one, divided by the calibration temperature."""
-        out = self.network_logits(waves)
-        if self.head is not None:
-            out = torch.from_numpy(self.head.fuse(out.numpy(), waves).astype(np.float32))
+    def head_log_probabilities(self, waves: list[np.ndarray]) -> np.ndarray | None:
+        """The functionals head's part of the answer (None without a head): clip by clip, so a
+        server computes it in each request's thread while the network serves merged requests."""
+        return None if self.head is None else self.head.log_probabilities(waves)
+
+    def answer_logits(self, network_logits, head_log_probabilities: np.ndarray | None) -> torch.Tensor:
+        """The answer's logits from its parts: the network's logits, fused with the head's
+        log-probabilities where the checkpoint has a head, divided by the calibration temperature."""
+        out = torch.as_tensor(network_logits, dtype=torch.float32)
+        if head_log_probabilities is not None:
+            fused = fused_log_probabilities(out.numpy(), head_log_probabilities, self.head.weight)
+            out = torch.from_numpy(fused.astype(np.float32))
         return out / self.temperature
+
+    def logits(self, waves: list[np.ndarray]) -> torch.Tensor:
+        """The answer's logits of a list of 1-D waveforms at `self.sampling_rate`."""
+        return self.answer_logits(self.network_logits(waves), self.head_log_probabilities(waves))
 
     def probabilities(self, waves: list[np.ndarray]) -> np.ndarray:
         """(len(waves), len(self.labels)) class probabilities."""
