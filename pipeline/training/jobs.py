@@ -1,11 +1,11 @@
 """Several training runs (the folds of a cross-validation, the seeds of `--seeds`) at once on a CPU:
 one process per run, one thread each.
 
-A small model keeps a core busy on one thread; more threads on one run mostly wait for each other.
-So on a CPU, `ser train` runs one run per core (`--jobs`, default: the cores this process may use),
-each on one thread, and a run's numbers depend neither on the machine's core count nor on how many
-runs share it. With one job (or a GPU, or `accelerate launch` processes) the runs go one after
-another in this process, on all its threads.
+On a CPU, `ser train` runs one run per core (`--jobs`, default: the cores this process may use),
+each on one thread: the cores stay busy without threads of one run waiting for each other, and a
+run's numbers (floating-point sums depend on the thread count) depend neither on the machine's
+core count nor on how many runs share it. With one job (or a GPU, or `accelerate launch`
+processes) the runs go one after another in this process, on all its threads.
 """
 
 from __future__ import annotations

@@ -109,11 +109,11 @@ def evaluate_best(setup: Setup, accelerator) -> dict:
         weight = None
         if cfg.model.functionals:
             fits = FunctionalsFits(setup)
-            head = fits.log_probabilities(fits.fit(("train",), 0.0), "validation")
+            heard = fits.log_probabilities(fits.fit(("train",), weight=0.0), "validation")  # scores only
             weight = cfg.model.functionals_weight
             if weight is None:
-                weight = fit_weight(logits["validation"], head, targets["validation"])
-            logits["validation"] = fused_log_probabilities(logits["validation"], head, weight)
+                weight = fit_weight(logits["validation"], heard, targets["validation"])
+            logits["validation"] = fused_log_probabilities(logits["validation"], heard, weight)
             fits.fit(("train", "validation"), weight).save(best)
         temperature = fit_temperature(logits["validation"], targets["validation"])
         set_temperature(best, temperature if cfg.train.calibrate else 1.0)
