@@ -4,6 +4,7 @@ linear SVM on the prepared (speaker-independent) splits, reported beside every t
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -63,6 +64,17 @@ def test_functionals_describe_the_voice_whatever_its_level(feature_set):
     same = np.abs((rows[0] - rows[2]) / scale)  # another gain and offset: the same row (float32 noise)
     assert np.quantile(same, 0.99) < 1e-2 and same.max() < 0.1
     assert np.abs((rows[0] - rows[1]) / scale).max() > 0.1  # another voice: another row
+
+
+@pytest.mark.fast
+def test_functionals_computed_in_threads_at_once_equal_those_computed_one_by_one():
+    """The server computes the head's functionals in each request's thread, all sharing one
+    openSMILE extractor (openSMILE releases the GIL: the threads run at once)."""
+    voices = [_voice(100 + 20 * i, seconds=0.5 + 0.25 * (i % 4), seed=i) for i in range(12)]
+    alone = [functionals([voice], SR, "compare")[0] for voice in voices]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda voice: functionals([voice], SR, "compare")[0], voices))
+    np.testing.assert_array_equal(np.stack(together), np.stack(alone))
 
 
 @pytest.mark.fast
