@@ -5,12 +5,16 @@ openSMILE's ComParE_2016 set (6,373 functionals of energy, spectral, MFCC and vo
 the Interspeech ComParE challenges' baseline features) and eGeMAPSv02 (88), computed by audEERING's
 `opensmile` (SMILExtract ships inside its wheel), and MFCC statistics (120, torchaudio). Every clip
 is first scaled to the same RMS level: a copy of a corpus recorded, resampled or normalised
-differently gives the same features, and so does a clip at inference.
+differently gives the same features, and so does a clip at inference. openSMILE releases the GIL,
+so the clips of a list are computed in threads at once (`thread_budget`), with the same rows.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -29,6 +33,15 @@ def level_normalised(wave: np.ndarray) -> np.ndarray:
     wave = np.asarray(wave, dtype=np.float64)
     wave = wave - wave.mean()
     return (wave * (RMS_LEVEL / (np.sqrt(np.mean(wave**2)) + 1e-12))).astype(np.float32)
+
+
+def thread_budget() -> int:
+    """Threads this process may use: `OMP_NUM_THREADS` where set (`ser train --jobs` workers set 1),
+    else the cores it may run on."""
+    given = os.environ.get("OMP_NUM_THREADS", "")
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @functools.cache
@@ -65,6 +78,16 @@ def _mfcc_statistics(sampling_rate: int):
     return row
 
 
+def _each(compute, items: list, workers: int, done) -> list:
+    """[compute(item) for item in items], in `workers` threads where more than one; `done()` after each."""
+    with ThreadPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
+        found = []
+        for result in pool.map(compute, items) if pool else map(compute, items):
+            found.append(result)
+            done()
+        return found
+
+
 def functionals(
     waves, sampling_rate: int, feature_set: str = "compare", progress: bool = False
 ) -> np.ndarray:
@@ -76,13 +99,14 @@ def functionals(
 
         row, threads = _mfcc_statistics(sampling_rate), torch.get_num_threads()
         torch.set_num_threads(1)  # one clip's small transforms: threads only wait for each other
+        workers = 1
     else:
         smile = _smile(feature_set)
         row, threads = (lambda wave: smile.process_signal(wave, sampling_rate).to_numpy()[0]), None
+        workers = min(thread_budget(), len(waves))
     try:
-        rows = [
-            row(level_normalised(w)) for w in tqdm(waves, desc=feature_set, leave=False, disable=not progress)
-        ]
+        with tqdm(total=len(waves), desc=feature_set, leave=False, disable=not progress) as bar:
+            rows = _each(lambda wave: row(level_normalised(wave)), waves, workers, bar.update)
     finally:
         if threads is not None:
             torch.set_num_threads(threads)

@@ -14,7 +14,7 @@ from sklearn.svm import LinearSVC
 
 from pipeline.data.functionals_cache import table_functionals
 from pipeline.data.prepared import fold_count, fold_plan, load_prepared
-from pipeline.functionals import FEATURE_SETS, feature_count, functionals
+from pipeline.functionals import FEATURE_SETS, feature_count, functionals, thread_budget
 from pipeline.training.baseline import SVM_C, fit_and_score
 
 LABELS = ["a", "b", "c"]
@@ -67,14 +67,17 @@ def test_functionals_describe_the_voice_whatever_its_level(feature_set):
 
 
 @pytest.mark.fast
-def test_functionals_computed_in_threads_at_once_equal_those_computed_one_by_one():
-    """The server computes the head's functionals in each request's thread, all sharing one
-    openSMILE extractor (openSMILE releases the GIL: the threads run at once)."""
+def test_functionals_computed_in_threads_at_once_equal_those_computed_one_by_one(monkeypatch):
+    """A list's clips are computed in threads, and the server computes the head's functionals in
+    each request's thread, all sharing one openSMILE extractor (it releases the GIL)."""
     voices = [_voice(100 + 20 * i, seconds=0.5 + 0.25 * (i % 4), seed=i) for i in range(12)]
-    alone = [functionals([voice], SR, "compare")[0] for voice in voices]
+    alone = np.stack([functionals([voice], SR, "compare")[0] for voice in voices])
     with ThreadPoolExecutor(4) as pool:
         together = list(pool.map(lambda voice: functionals([voice], SR, "compare")[0], voices))
-    np.testing.assert_array_equal(np.stack(together), np.stack(alone))
+    np.testing.assert_array_equal(np.stack(together), alone)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert thread_budget() == 3
+    np.testing.assert_array_equal(functionals(voices, SR, "compare"), alone)  # the list, in 3 threads
 
 
 @pytest.mark.fast
