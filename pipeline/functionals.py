@@ -35,13 +35,16 @@ def level_normalised(wave: np.ndarray) -> np.ndarray:
     return (wave * (RMS_LEVEL / (np.sqrt(np.mean(wave**2)) + 1e-12))).astype(np.float32)
 
 
+def available_cores() -> int:
+    """The cores this process may run on (a container's or `taskset`'s share, not the machine's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def thread_budget() -> int:
     """Threads this process may use: `OMP_NUM_THREADS` where set (`ser train --jobs` workers set 1),
     else the cores it may run on."""
     given = os.environ.get("OMP_NUM_THREADS", "")
-    if given.isdigit() and int(given) > 0:
-        return int(given)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return int(given) if given.isdigit() and int(given) > 0 else available_cores()
 
 
 @functools.cache

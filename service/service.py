@@ -20,7 +20,6 @@ from bentoml.exceptions import ServiceUnavailable
 from fastapi import FastAPI
 
 from demo.app import build_demo, example_clips
-from pipeline.calibration import softmax
 from pipeline.data.audio import TARGET_SAMPLING_RATE, load_audio, load_samples
 from pipeline.errors import InputError
 from pipeline.inference.answers import Options, classify_wave
@@ -130,7 +129,7 @@ class EmotionClassifier:
         parallel)."""
         network = self.network.submit(waves)
         head = self.predictor.head_log_probabilities(waves)
-        return softmax(self.predictor.answer_logits(network.result(), head).numpy()).astype(np.float32)
+        return self.predictor.answer_probabilities(network.result(), head)
 
     def classify_wave(self, wave: np.ndarray, options: Options) -> dict[str, Any]:
         answer = classify_wave(wave, TARGET_SAMPLING_RATE, LABELS, self.model, options)

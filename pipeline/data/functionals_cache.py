@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -25,8 +26,9 @@ DEFAULT_FUNCTIONALS = "compare"  # computed by `ser prepare`: the recipe's head 
 
 
 def _batch(batch: dict, rank: int | None, feature_set: str, sampling_rate: int) -> dict:
-    if rank is not None:  # a forked worker: one core each
+    if rank is not None:  # a forked worker: one core each (torch's threads, and `functionals`')
         torch.set_num_threads(1)
+        os.environ["OMP_NUM_THREADS"] = "1"
     return {"functionals": list(functionals(batch["input_values"], sampling_rate, feature_set))}
 
 

@@ -243,13 +243,17 @@ class Predictor:
             out = torch.from_numpy(fused.astype(np.float32))
         return out / self.temperature
 
+    def answer_probabilities(self, network_logits, head_log_probabilities: np.ndarray | None) -> np.ndarray:
+        """(clips, len(self.labels)) class probabilities from the answer's parts (`answer_logits`)."""
+        return torch.softmax(self.answer_logits(network_logits, head_log_probabilities), dim=-1).numpy()
+
     def logits(self, waves: list[np.ndarray]) -> torch.Tensor:
         """The answer's logits of a list of 1-D waveforms at `self.sampling_rate`."""
         return self.answer_logits(self.network_logits(waves), self.head_log_probabilities(waves))
 
     def probabilities(self, waves: list[np.ndarray]) -> np.ndarray:
         """(len(waves), len(self.labels)) class probabilities."""
-        return torch.softmax(self.logits(waves), dim=-1).numpy()
+        return self.answer_probabilities(self.network_logits(waves), self.head_log_probabilities(waves))
 
     def predict(self, waves: list[np.ndarray]) -> list[Prediction]:
         return [Prediction.from_scores(row, self.labels) for row in self.probabilities(waves)]

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
+from unittest.mock import patch  # os.environ for the block: the workers inherit it
 
 from tqdm.auto import tqdm
 
 from ..config import Config
+from ..functionals import available_cores
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 LOG_FILE = "train.log"  # a worker's run's output and progress bar (`tail -f`), in its output directory
@@ -48,11 +50,6 @@ def fitter(trainer: str):
     return train_fold
 
 
-def available_cores() -> int:
-    """The cores this process may run on (a container's or `taskset`'s share, not the machine's)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def cpu_only() -> bool:
     """True where training runs on this process's CPU alone: no GPU, no `accelerate launch` group."""
     from accelerate import PartialState
@@ -65,21 +62,6 @@ def worker_count(runs: int, jobs: int | None) -> int:
     """How many runs go at once: `jobs` (default: one per available core), at most `runs`; 1 off a CPU."""
     wanted = available_cores() if jobs is None else jobs
     return max(1, min(wanted, runs)) if cpu_only() else 1
-
-
-@contextmanager
-def _environment(values: dict[str, str]):
-    """`os.environ` with `values` inside the block (inherited by processes started there)."""
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _run_in_worker(run: Run, resume: bool) -> dict:
@@ -99,7 +81,8 @@ def run_all(runs: list[Run], resume: bool = False, jobs: int | None = None) -> l
         return [fitter(run.cfg.train.trainer)(run.cfg, run.fold, resume=resume) for run in runs]
     results: list[dict | None] = [None] * len(runs)
     bar = tqdm(total=len(runs), desc=f"training runs, {workers} at a time", unit="run")
-    with _environment(ONE_THREAD), ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+    spawn = get_context("spawn")
+    with patch.dict(os.environ, ONE_THREAD), ProcessPoolExecutor(workers, mp_context=spawn) as pool:
         pending = {pool.submit(_run_in_worker, run, resume): i for i, run in enumerate(runs)}
         try:
             for done in as_completed(pending):
