@@ -178,7 +178,10 @@ LR_FIND_HELP = "learning-rate range test: loss-vs-LR plot and a suggested learni
 PRECISION_HELP = (
     "auto: bf16 where the hardware runs it natively, else fp32; int8: dynamic int8 linear layers (CPU)"
 )
-BACKEND_HELP = "torch (default) or onnx: ONNX Runtime on the CPU, fp32 or int8 (written by `ser export`)"
+BACKEND_HELP = (
+    "onnx: ONNX Runtime, CPU (the serving install); torch: PyTorch (the full install: GPUs, bf16); "
+    "auto: onnx on the CPU where the checkpoint has ONNX models (`ser export`) or torch is absent"
+)
 
 
 def _run_parser(sub, name: str, help_text: str, func, results: str = "") -> argparse.ArgumentParser:
@@ -252,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--precision", choices=PRECISIONS, default="fp32", help=f"default fp32, as training; {PRECISION_HELP}"
     )
-    p.add_argument("--backend", choices=BACKENDS, default="torch", help=BACKEND_HELP)
+    p.add_argument("--backend", choices=BACKENDS, default="torch", help=f"default torch; {BACKEND_HELP}")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("predict", help="classify audio files (one JSON line each, as the REST API answers)")
@@ -261,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(p, VadConfig)
     p.add_argument("--output", help="write the timeline (one line per segment) to this .jsonl or .csv file")
     p.add_argument("--precision", choices=PRECISIONS, default="auto", help=f"default auto; {PRECISION_HELP}")
-    p.add_argument("--backend", choices=BACKENDS, default="torch", help=BACKEND_HELP)
+    p.add_argument("--backend", choices=BACKENDS, default="auto", help=f"default auto; {BACKEND_HELP}")
     p.add_argument("files", nargs="+")
     p.set_defaults(func=_predict)
 

@@ -24,7 +24,7 @@ from .small_models import SMALL_MODELS
 # of 10 M parameters or more where the hardware runs it natively (CUDA GPUs; AVX512-BF16/AMX CPUs
 # where a probe at load shows it faster), else fp32; int8 = dynamic int8 linear layers (CPU).
 # onnx = ONNX Runtime (CPU; fp32, int8).
-PRECISIONS, BACKENDS = ("auto", "fp32", "bf16", "int8"), ("torch", "onnx")
+PRECISIONS, BACKENDS = ("auto", "fp32", "bf16", "int8"), ("auto", "onnx", "torch")
 TRAINERS = ("accelerate", "hf")
 SCHEDULES = ("linear", "cosine", "constant")
 CLASS_WEIGHTS = ("none", "balanced")

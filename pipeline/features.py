@@ -12,26 +12,9 @@ import torch
 import torchaudio
 from transformers import SeamlessM4TFeatureExtractor
 
-Features = Callable[[list[np.ndarray]], dict[str, torch.Tensor]]
+from .frontend import KALDI_OPTIONS, NORM_EPSILON
 
-# The SeamlessM4T extractor's fixed recipe (Kaldi-compatible): 25-ms povey windows every 10 ms on
-# 16-bit-scaled samples, DC removed, pre-emphasis 0.97, mel bins from 20 Hz to Nyquist, log floor eps.
-KALDI_OPTIONS = dict(
-    dither=0.0,
-    window_type="povey",
-    frame_length=25.0,
-    frame_shift=10.0,
-    preemphasis_coefficient=0.97,
-    remove_dc_offset=True,
-    round_to_power_of_two=True,
-    low_freq=20.0,
-    high_freq=0.0,
-    use_energy=False,
-    use_log_fbank=True,
-    use_power=True,
-    snip_edges=True,
-)
-NORM_EPSILON = 1e-7
+Features = Callable[[list[np.ndarray]], dict[str, torch.Tensor]]
 
 
 def _torch_equivalent(extractor) -> bool:

@@ -3,18 +3,24 @@ classical baselines (`ser baseline`) and the recipe's functionals head (`pipelin
 
 openSMILE's ComParE_2016 set (6,373 functionals of energy, spectral, MFCC and voicing descriptors:
 the Interspeech ComParE challenges' baseline features) and eGeMAPSv02 (88), computed by audEERING's
-`opensmile` (SMILExtract ships inside its wheel), and MFCC statistics (120, torchaudio). Every clip
-is first scaled to the same RMS level: a copy of a corpus recorded, resampled or normalised
-differently gives the same features, and so does a clip at inference. openSMILE releases the GIL,
-so the clips of a list are computed in threads at once (`thread_budget`), with the same rows.
+`opensmile` (SMILExtract ships inside its wheel; its C API is called through the wheel's own
+ctypes binding, without the package's pandas stack: `_smile_api`), and MFCC statistics (120,
+torchaudio). Every clip is first scaled to the same RMS level: a copy of a corpus recorded,
+resampled or normalised differently gives the same features, and so does a clip at inference.
+openSMILE releases the GIL, so the clips of a list are computed in threads at once
+(`thread_budget`), with the same rows; at most that many at once in a process (a server's request
+threads), as more only hold more memory.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
+from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -47,12 +53,54 @@ def thread_budget() -> int:
     return int(given) if given.isdigit() and int(given) > 0 else available_cores()
 
 
-@functools.cache
-def _smile(feature_set: str):
-    import opensmile
+SMILE_CONFIGS = {"compare": "compare/ComParE_2016", "egemaps": "egemaps/v02/eGeMAPSv02"}
 
-    sets = {"compare": opensmile.FeatureSet.ComParE_2016, "egemaps": opensmile.FeatureSet.eGeMAPSv02}
-    return opensmile.Smile(feature_set=sets[feature_set], feature_level=opensmile.FeatureLevel.Functionals)
+
+@functools.cache
+def _smile_api():
+    """(openSMILE's ctypes binding, its config directory) from the `opensmile` wheel, without the
+    package: `import opensmile` brings audinterface, audformat, pandas and pyarrow (90 MB resident
+    and a second in a server) for a C call that needs none of them."""
+    core = Path(importlib.util.find_spec("opensmile").submodule_search_locations[0]) / "core"
+    spec = importlib.util.spec_from_file_location("opensmile_smileapi", core / "lib.py")
+    binding = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(binding)
+    return binding, core / "config"
+
+
+@functools.cache
+def _smile_slots() -> threading.BoundedSemaphore:
+    return threading.BoundedSemaphore(thread_budget())
+
+
+def smile_functionals(wave: np.ndarray, sampling_rate: int, feature_set: str) -> np.ndarray:
+    """The openSMILE functionals of one clip: what `opensmile.Smile(feature_set,
+    FeatureLevel.Functionals).process_signal` computes (the same configuration and 16-bit samples;
+    the same row, tested), at most `thread_budget()` clips at once."""
+    binding, config = _smile_api()
+    shared = config / "shared"
+    options = {
+        "sink": shared / "standard_external_data_output_single.conf.inc",
+        "sinkLevel": "func",
+        "bufferModeRbConf": shared / "BufferModeRb.conf.inc",
+        "frameModeFunctionalsConf": shared / "FrameModeFunctionals.conf.inc",
+        "source": shared / "standard_external_wave_input.conf.inc",
+        "sampleRate": sampling_rate,
+        "nBits": 16,
+    }
+    rows = []
+    with _smile_slots():
+        smile = binding.OpenSMILE()
+        smile.initialize(str(config / f"{SMILE_CONFIGS[feature_set]}.conf"), options)
+        try:
+            smile.external_sink_set_callback_ex("extsink", lambda data, _: rows.append(data.copy()))
+            samples = (np.asarray(wave, np.float32) * np.float32(32768)).astype(np.int16)
+            smile.external_audio_source_write_data("extsource", samples.tobytes())
+            smile.external_audio_source_set_eoi("extsource")
+            smile.run()
+        finally:
+            smile.free()
+    return rows[0].reshape(-1) if rows else np.full(feature_count(feature_set), np.nan, np.float32)
 
 
 def _mfcc_statistics(sampling_rate: int):
@@ -104,8 +152,7 @@ def functionals(
         torch.set_num_threads(1)  # one clip's small transforms: threads only wait for each other
         workers = 1
     else:
-        smile = _smile(feature_set)
-        row, threads = (lambda wave: smile.process_signal(wave, sampling_rate).to_numpy()[0]), None
+        row, threads = (lambda wave: smile_functionals(wave, sampling_rate, feature_set)), None
         workers = min(thread_budget(), len(waves))
     try:
         with tqdm(total=len(waves), desc=feature_set, leave=False, disable=not progress) as bar:

@@ -6,9 +6,12 @@ quiet background between them, one cycle of about 2 minutes repeated to the leng
 as 16-bit WAV at 16 kHz; every utterance's span and emotion is known. Each run is a fresh
 `ser predict --segments vad --output timeline.jsonl` process, its resident memory sampled every
 20 ms. Baselines in the same run: the same command on a 3-s clip (what the process needs whatever
-the length) and a bare `import torch`. Writes runs/bench/long.md and long.png (memory over time).
+the length) and, in the full install, a bare `import torch`. `--python` measures another install's
+interpreter (the serving install: no torch, the ONNX models of `ser export`). Writes
+runs/bench/long.md and long.png (memory over time).
 
     .venv/bin/python scripts/bench_long.py     # after `make run` (the demo model); about 2 minutes
+    .venv/bin/python scripts/bench_long.py --python /srv/venv/bin/python   # a serving-only venv
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import soundfile as sf
+from servers import cpu_model
 
 from pipeline.data.synth import make_speakers, synthesize_utterance
 from pipeline.inference.serve import REPO_ROOT
@@ -32,13 +36,6 @@ SR = 16_000
 MODEL = REPO_ROOT / "runs" / "demo" / "model"
 OUT = REPO_ROOT / "runs" / "bench"
 EMOTIONS = ["angry", "happy", "neutral", "sad"]
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def write_recording(path: Path, minutes: float, seed: int = 0) -> list[tuple[float, float, str]]:
@@ -66,7 +63,7 @@ def write_recording(path: Path, minutes: float, seed: int = 0) -> list[tuple[flo
 def peak_run(command: list[str]) -> tuple[float, float, list[tuple[float, float]]]:
     """(wall seconds, peak resident MiB, [(seconds, MiB)]) of `command`, sampled every 20 ms."""
     start = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     watched, samples = psutil.Process(proc.pid), [(0.0, 0.0)]
     while proc.poll() is None:
         try:
@@ -103,14 +100,16 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=str(MODEL / "best"))
     parser.add_argument("--minutes", type=float, nargs="+", default=[2.0, 60.0])
     parser.add_argument("--out", type=Path, default=OUT, help="where long.md and long.png go")
+    parser.add_argument("--python", default=sys.executable, help="the interpreter of the install to measure")
     args = parser.parse_args()
-    ser = [sys.executable, "-m", "pipeline.cli", "predict", "--checkpoint", args.checkpoint]
+    ser = [args.python, "-m", "pipeline.cli", "predict", "--checkpoint", args.checkpoint]
+    has_torch = subprocess.run([args.python, "-c", "import torch"], capture_output=True).returncode == 0
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "clip.wav"
         write_recording(clip, 0)  # one cycle; cut to 3 s below
         sf.write(clip, sf.read(clip, dtype="float32")[0][: 3 * SR], SR, subtype="PCM_16")
-        _, torch_mib, _ = peak_run([sys.executable, "-c", "import torch"])
+        torch_mib = peak_run([args.python, "-c", "import torch"])[1] if has_torch else None
         _, clip_mib, _ = peak_run([*ser, str(clip)])
         for minutes in args.minutes:
             path, timeline = Path(tmp) / f"{minutes:g}min.wav", Path(tmp) / "timeline.jsonl"
@@ -120,9 +119,12 @@ def main() -> None:
             found, right = score(timeline, truth)
             rows.append((seconds, wall, mib, found, right, len(truth), samples))
             path.unlink()
+    install = "full install" if has_torch else "serving install (no torch)"
+    torch_line = f"`import torch` peaks at {torch_mib:.0f} MiB; " if has_torch else ""
     lines = [
-        f"`ser predict --segments vad --output timeline.jsonl`, {cpu_model()}, {psutil.cpu_count()} cores",
-        f"baselines: `import torch` peaks at {torch_mib:.0f} MiB; a 3-s clip (whole) at {clip_mib:.0f} MiB",
+        f"`ser predict --segments vad --output timeline.jsonl`, {install}, {cpu_model()}, "
+        f"{psutil.cpu_count()} cores",
+        f"baselines: {torch_line}a 3-s clip (whole) at {clip_mib:.0f} MiB",
         "",
         "| recording | wall s | real time / wall | peak MiB | vs 3-s clip | utterances found | right label |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -138,7 +140,7 @@ def main() -> None:
     plot(rows, torch_mib, clip_mib, args.out / "long.png")
 
 
-def plot(rows: list[tuple], torch_mib: float, clip_mib: float, path: Path) -> None:
+def plot(rows: list[tuple], torch_mib: float | None, clip_mib: float, path: Path) -> None:
     """Resident memory over each run's wall time, against the two baselines."""
     import matplotlib
 
@@ -149,7 +151,8 @@ def plot(rows: list[tuple], torch_mib: float, clip_mib: float, path: Path) -> No
     for seconds, *_, samples in rows:
         ax.plot(*zip(*samples), label=f"{seconds / 60:.0f}-min recording")
     ax.axhline(clip_mib, color="grey", linestyle="--", label="a 3-s clip, peak")
-    ax.axhline(torch_mib, color="grey", linestyle=":", label="`import torch`, peak")
+    if torch_mib is not None:
+        ax.axhline(torch_mib, color="grey", linestyle=":", label="`import torch`, peak")
     ax.set(xlabel="wall time (s)", ylabel="resident memory (MiB)", ylim=(0, None))
     ax.set_title("ser predict --segments vad: memory does not grow with the recording")
     ax.legend(loc="lower right")

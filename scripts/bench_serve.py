@@ -2,11 +2,10 @@
 straightforward alternative, in one run, on loopback, with the same model and clips.
 
 - ours: `bentoml serve service.service:EmotionClassifier` (one process: request threads decode,
-  the model runs on its own thread and merges requests that arrive while it is busy) with each of
-  --servers, a backend and a precision (SER_BACKEND: torch or onnx; SER_PRECISION: fp32, bf16,
-  int8; the service's default, torch at auto precision, is bf16 for models of 10 M parameters or
-  more where the hardware runs bf16 natively and, on a CPU, a probe at load shows it faster; fp32
-  otherwise);
+  the model runs on its own thread and merges requests that arrive while it is busy where that
+  measurably pays) with each of --servers, a backend and a precision (SER_BACKEND: onnx or torch;
+  SER_PRECISION: fp32, bf16, int8; the default on a CPU, `auto`, is ONNX Runtime at fp32), run by
+  `--python` (default this interpreter; the serving install's, without torch, for the deployable);
 - alternative: `transformers.pipeline("audio-classification")` called per request behind a minimal
   FastAPI app (`scripts/baseline_server.py`, uvicorn, FastAPI's thread pool).
 
@@ -21,12 +20,13 @@ requests; only one server runs at a time.
 
 Serving overhead: our median single-request latency (concurrency 1) against the median raw PyTorch
 forward (the stock feature extractor + `model(**inputs)`, at the same precision, with the server's
-allocator settings) on the same clip in this process, torch's default threads. Writes Markdown
-tables and a plot to --out.
+allocator settings) on the same clip in this process, torch's default threads. Same answers: the
+largest difference between our probabilities and the alternative's on the clips. Writes Markdown
+tables and a plot to --out, with the CPU model.
 
     .venv/bin/python scripts/bench_serve.py     # small and base, 5 settings: about 15 minutes on 2 cores
-    .venv/bin/python scripts/bench_serve.py --models small,fused --servers torch:fp32
-    .venv/bin/python scripts/bench_serve.py --models small --requests 16
+    .venv/bin/python scripts/bench_serve.py --models small,base --servers onnx:fp32 --python venv/bin/python
+    .venv/bin/python scripts/bench_serve.py --models small,fused --servers onnx:fp32
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import os
 import statistics
 import sys
 import tempfile
@@ -45,7 +46,7 @@ import httpx
 import numpy as np
 import soundfile as sf
 import torch
-from servers import REPO_ROOT, background_server, export_to_store, free_port, running_service
+from servers import REPO_ROOT, background_server, cpu_model, export_to_store, free_port, running_service
 from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
 
 from pipeline.config import ModelConfig
@@ -57,8 +58,8 @@ from pipeline.inference.predictor import Predictor
 from pipeline.model import build_feature_extractor, build_model
 
 LABELS = ["angry", "happy", "neutral", "sad"]
-SERVERS = ["torch:fp32", "onnx:fp32", "torch:bf16", "torch:int8", "onnx:int8"]
-DEFAULT_BACKEND = "torch"
+SERVERS = ["onnx:fp32", "torch:fp32", "onnx:int8", "torch:bf16", "torch:int8"]
+DEFAULT_SERVER = "onnx:fp32"  # SER_BACKEND=auto and SER_PRECISION=auto on a CPU
 CLIP_SECONDS = 3.0
 
 
@@ -127,14 +128,14 @@ def head_ms(checkpoint: Path, clip: bytes, repeats: int = 7) -> float | None:
 def raw_forward_ms(checkpoint: Path, clip: bytes, precision: str, repeats: int = 7) -> float:
     """Median time of PyTorch's forward on one clip (stock feature extractor and `model(**inputs)`),
     in this process."""
-    predictor = Predictor.from_pretrained(checkpoint, precision=precision)
+    predictor = Predictor.from_pretrained(checkpoint, precision=precision, backend="torch")
+    extractor, model = predictor.front_end.extractor, predictor.classifier.model
     wave, _ = sf.read(io.BytesIO(clip), dtype="float32")
     times = []
     for _ in range(repeats + 1):
         start = time.perf_counter()
         with torch.inference_mode():
-            inputs = predictor.feature_extractor([wave], sampling_rate=SAMPLING_RATE, return_tensors="pt")
-            predictor.classifier(dict(inputs))
+            model(**extractor([wave], sampling_rate=SAMPLING_RATE, return_tensors="pt"))
         times.append((time.perf_counter() - start) * 1000)
     return statistics.median(times[1:])
 
@@ -162,6 +163,15 @@ async def load(url: str, clips: list[bytes], requests: int, concurrency: int) ->
         return requests / (time.perf_counter() - start), latencies
 
 
+def answers(url: str, clips: list[bytes]) -> np.ndarray:
+    """(clips, labels) the probabilities a server answers for `clips`, labels in LABELS order."""
+    rows = []
+    for i, clip in enumerate(clips):
+        scores = httpx.post(url, files={"audio": (f"clip{i}.wav", clip)}, timeout=600).json()["scores"]
+        rows.append([scores[label] for label in LABELS])
+    return np.array(rows)
+
+
 def measure(server: str, url: str, clips: list[bytes], requests: int, levels: list[int]) -> list[Level]:
     results = []
     for concurrency in levels:
@@ -176,8 +186,6 @@ def measure(server: str, url: str, clips: list[bytes], requests: int, levels: li
 
 def bench_model(kind: str, args, clips: list[bytes], tmp: Path) -> tuple[list[Level], dict[str, float]]:
     checkpoint = make_checkpoint(kind, tmp / kind / "checkpoint")
-    auto = Predictor.from_pretrained(checkpoint, precision="auto").precision
-    print(f"{kind}: the service's default precision (auto) on this machine: {auto}", flush=True)
     precisions = dict.fromkeys(server.split(":")[1] for server in args.servers)
     raw = {p: raw_forward_ms(checkpoint, clips[0], p) for p in precisions}
     print(f"{kind}: raw forward per 3-s clip, ms: {raw}", flush=True)
@@ -189,14 +197,14 @@ def bench_model(kind: str, args, clips: list[bytes], tmp: Path) -> tuple[list[Le
         )
     home = tmp / kind / "bentoml"
     tag = export_to_store(checkpoint, home)
-    results = []
+    results, probabilities = [], {}
     for server in args.servers:
         backend, precision = server.split(":")
         env = {"SER_BACKEND": backend, "SER_PRECISION": precision}
-        with running_service(tag, home, env=env, timeout=300) as url:
-            default = backend == DEFAULT_BACKEND and precision == auto
-            name = f"ours {backend} {precision}" + (" (default)" if default else "")
+        with running_service(tag, home, env=env, timeout=300, python=args.python) as url:
+            name = f"ours {backend} {precision}" + (" (default)" if server == DEFAULT_SERVER else "")
             results += measure(name, f"{url}/classify", clips, args.requests, args.concurrency)
+            probabilities[name] = answers(f"{url}/classify", clips)
     port = free_port()
     command = [
         sys.executable,
@@ -217,11 +225,18 @@ def bench_model(kind: str, args, clips: list[bytes], tmp: Path) -> tuple[list[Le
         results += measure(
             "alternative", f"http://127.0.0.1:{port}/classify", clips, args.requests, args.concurrency
         )
+        reference = answers(f"http://127.0.0.1:{port}/classify", clips)
+    for name, found in probabilities.items():
+        difference = np.abs(found - reference).max()
+        print(f"{kind}: {name}: largest |probability difference| from the alternative {difference:.1e}")
+        raw[f"difference {name}"] = difference
     return results, raw
 
 
-def tables(by_model: dict[str, tuple[list[Level], dict[str, float]]]) -> list[str]:
+def tables(by_model: dict[str, tuple[list[Level], dict[str, float]]], python: str) -> list[str]:
     lines = [
+        f"{cpu_model()}, {os.cpu_count()} cores; our server run by {python}",
+        "",
         "| model | server | concurrency | requests/s | vs alternative | p50 ms | p95 ms | p99 ms "
         "| p99 vs alternative |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -250,6 +265,15 @@ def tables(by_model: dict[str, tuple[list[Level], dict[str, float]]]) -> list[st
                 f"| {model} | {ours.server} | {forward_ms:.0f} | {p50:.0f} | {p50 - forward_ms:+.0f} ms "
                 f"({p50 / forward_ms - 1:+.0%}) |"
             )
+    lines += [
+        "",
+        "| model | server | largest probability difference from the alternative |",
+        "|---|---|---:|",
+    ]
+    for model, (_, raw) in by_model.items():
+        for key, difference in raw.items():
+            if key.startswith("difference "):
+                lines.append(f"| {model} | {key.removeprefix('difference ')} | {difference:.1e} |")
     return lines
 
 
@@ -294,6 +318,7 @@ def main() -> None:
         help="our service's SER_BACKEND:SER_PRECISION settings to measure",
     )
     parser.add_argument("--out", default=str(REPO_ROOT / "runs" / "bench"))
+    parser.add_argument("--python", default=sys.executable, help="the interpreter that runs our server")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -301,7 +326,7 @@ def main() -> None:
     retain_freed_memory()  # as the server does, so the raw forward is measured like for like
     with tempfile.TemporaryDirectory() as tmp:
         by_model = {kind: bench_model(kind, args, clips, Path(tmp)) for kind in args.models.split(",")}
-    lines = tables(by_model)
+    lines = tables(by_model, args.python)
     print("\n".join(lines))
     (out / "serve.md").write_text("\n".join(lines) + "\n")
     plot(by_model, out / "serve.png")

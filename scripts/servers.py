@@ -18,6 +18,14 @@ from pathlib import Path
 from pipeline.inference.serve import REPO_ROOT, SERVICE
 
 
+def cpu_model() -> str:
+    """The CPU's model name, printed beside every benchmark's figures (machines differ)."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on right now."""
     with socket.socket() as s:
@@ -99,11 +107,15 @@ class RunningService:
 
 @contextlib.contextmanager
 def running_service(
-    tag: str, bentoml_home: str | Path, env: dict[str, str] | None = None, timeout: float = 120.0
+    tag: str,
+    bentoml_home: str | Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 120.0,
+    python: str | Path = sys.executable,
 ) -> Iterator[str]:
     """The BentoML service for model `tag` of the store at `bentoml_home` on a free loopback port,
     ready (warm-up done); yields its base URL. `env` adds variables (e.g. SER_MAX_SECONDS)."""
-    with service_process(tag, bentoml_home, env, timeout) as service:
+    with service_process(tag, bentoml_home, env, timeout, python) as service:
         yield service.url
 
 
@@ -126,13 +138,18 @@ def own_home(bentoml_home: str | Path, name: str) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def service_process(
-    tag: str, bentoml_home: str | Path, env: dict[str, str] | None = None, timeout: float = 120.0
+    tag: str,
+    bentoml_home: str | Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 120.0,
+    python: str | Path = sys.executable,
 ) -> Iterator[RunningService]:
     """`running_service`, yielding the server's process id and log with its URL (to watch its
-    resources and what it logs)."""
+    resources and what it logs); `python` is the environment's interpreter (the serving install's,
+    or this one)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", "127.0.0.1", "--port", str(port)]
+    command = [str(python), "-m", "bentoml", "serve", SERVICE, "--host", "127.0.0.1", "--port", str(port)]
     with own_home(bentoml_home, f"port-{port}") as home:
         server_env = {
             "BENTOML_HOME": str(home),

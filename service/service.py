@@ -14,17 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import bentoml
-import gradio as gr
 import numpy as np
 from bentoml.exceptions import ServiceUnavailable
-from fastapi import FastAPI
+from starlette.applications import Starlette
 
-from demo.app import build_demo, example_clips
 from pipeline.data.audio import TARGET_SAMPLING_RATE, load_audio, load_samples
 from pipeline.errors import InputError
 from pipeline.inference.answers import Options, classify_wave
 from pipeline.inference.export import stored_model
-from pipeline.inference.memory import retain_freed_memory
+from pipeline.inference.memory import release_freed_memory, retain_freed_memory
 from pipeline.inference.predictor import Predictor
 from service.dispatcher import Dispatcher
 from service.errors import JSONErrors, status_of
@@ -72,20 +70,37 @@ def _answer(ctx: bentoml.Context, work: Callable[[], dict[str, Any]], upload: Pa
     return {"error": message}
 
 
-# Mounted the way that works with BentoML 1.4 + Gradio 6 (bentoml.gradio.mount_gradio_app 500s);
-# checked for BentoML >=1.4.30,<1.5 with Gradio >=6.0,<7 (up to 1.4.40 and 6.31).
-ui = gr.mount_gradio_app(
-    FastAPI(),
-    build_demo(
-        lambda path, options: bentoml.get_current_service().classify_file(path, options),
-        LABELS,
-        str(MODEL.tag),
-        example_clips(),
-        live=lambda waves: bentoml.get_current_service().model(waves),
-    ),
-    path="",
-    max_file_size=SETTINGS.max_upload_bytes,
-)
+class DemoApp(Starlette):
+    """The Gradio demo as an ASGI app, built in the worker (`build`, from the service's __init__):
+    `bentoml serve`'s supervisor imports this module too, and Gradio alone takes 140 MB there.
+    A Starlette app with the demo's routes, whose lifespan runs the demo's (Gradio's queue): BentoML
+    1.4 routes to a mounted Starlette app by its routes, and runs a mounted app's lifespan only for
+    Starlette apps, after it has created the service."""
+
+    def __init__(self) -> None:
+        super().__init__(lifespan=lambda _: self.app.router.lifespan_context(self.app))
+        self.app = None
+
+    def build(self, service: EmotionClassifier) -> None:
+        # Mounted the way that works with BentoML 1.4 + Gradio 6 (bentoml.gradio.mount_gradio_app
+        # 500s); checked for BentoML >=1.4.30,<1.5 with Gradio >=6.0,<7 (up to 1.4.40 and 6.31).
+        import gradio as gr
+        from fastapi import FastAPI
+
+        from demo.app import build_demo, example_clips
+
+        demo = build_demo(service.classify_file, LABELS, str(MODEL.tag), example_clips(), live=service.model)
+        self.app = gr.mount_gradio_app(FastAPI(), demo, path="", max_file_size=SETTINGS.max_upload_bytes)
+
+    @property
+    def routes(self) -> list:
+        return self.app.routes if self.app else []
+
+    async def __call__(self, scope, receive, send) -> None:
+        await (super().__call__ if scope["type"] == "lifespan" else self.app)(scope, receive, send)
+
+
+ui = DemoApp()
 
 
 # Live speech over a WebSocket, on the model the REST API uses (its dispatcher merges both).
@@ -99,17 +114,19 @@ class EmotionClassifier:
 
     def __init__(self) -> None:
         self.model_tag = str(MODEL.tag)
-        retain_freed_memory()  # before the model allocates: large activations stay mapped
         self.predictor = Predictor.from_pretrained(
             MODEL.path, SETTINGS.device, SETTINGS.precision, SETTINGS.backend
         )
+        # before the model runs: torch's large activations stay mapped; ONNX Runtime has its arena
+        (retain_freed_memory if self.predictor.backend == "torch" else release_freed_memory)()
         self.network = Dispatcher(
-            lambda waves: self.predictor.network_logits(waves).numpy(),
+            self.predictor.network_logits,
             SETTINGS.max_batch_size,
             SETTINGS.max_latency_ms / 1000,
         )
         self.warm = False
         self.warming = threading.Lock()
+        ui.build(self)
 
     def __is_ready__(self) -> bool:
         """Ready once a warm-up clip has gone through the model: one warm-up, however many
@@ -190,7 +207,7 @@ class EmotionClassifier:
             "labels": LABELS,
             "functionals": head and {"feature_set": head.feature_set, "weight": head.weight},
             "calibration_temperature": self.predictor.temperature,
-            "backend": SETTINGS.backend,
+            "backend": self.predictor.backend,
             "precision": self.predictor.precision,
             "device": str(self.predictor.device),
             "sampling_rate": TARGET_SAMPLING_RATE,

@@ -6,10 +6,9 @@ import math
 import os
 from dataclasses import dataclass
 
-import torch
-
 from pipeline.config import BACKENDS, PRECISIONS
 from pipeline.errors import ConfigError
+from pipeline.inference.backends import default_device
 from pipeline.inference.export import served_tag
 
 
@@ -40,7 +39,7 @@ class Settings:
     max_latency_ms: int  # SER_MAX_LATENCY_MS: a clip waits at most this long for the model, then 503
     precision: str  # SER_PRECISION: auto (bf16 for large models where native, else fp32), fp32, bf16, int8
     device: str  # SER_DEVICE: where the model runs (default: cuda when a GPU is visible, else cpu)
-    backend: str = "torch"  # SER_BACKEND: torch, or onnx (ONNX Runtime on the CPU, fp32 or int8)
+    backend: str = "auto"  # SER_BACKEND: auto (onnx on the CPU, torch on a GPU), onnx, torch
     # The streaming endpoint (/stream): beyond each bound a stream is closed, with the reason.
     stream_max_open: int = 8  # SER_STREAM_MAX_OPEN: streams open at once
     stream_max_seconds: float = 600.0  # SER_STREAM_MAX_SECONDS: audio per stream
@@ -56,7 +55,7 @@ class Settings:
             max_batch_size=int(_env_number("SER_MAX_BATCH_SIZE", 16)),
             max_latency_ms=int(_env_number("SER_MAX_LATENCY_MS", 60_000)),
             precision=_env_choice("SER_PRECISION", PRECISIONS),
-            device=os.environ.get("SER_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu"),
+            device=os.environ.get("SER_DEVICE") or default_device(),
             backend=_env_choice("SER_BACKEND", BACKENDS),
             stream_max_open=int(_env_number("SER_STREAM_MAX_OPEN", 8)),
             stream_max_seconds=_env_number("SER_STREAM_MAX_SECONDS", 600.0),

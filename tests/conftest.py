@@ -186,15 +186,32 @@ def store(tmp_path_factory, service_checkpoint) -> tuple[Path, str]:
 
 
 @pytest.fixture(scope="session")
-def served(store, tmp_path_factory):
+def serving_python(tmp_path_factory) -> Path:
+    """The interpreter of a virtualenv made from the serving install alone (service/requirements.txt,
+    what the Bento installs: no torch), by the locked uv, from its cache where `make` filled it."""
+    venv = tmp_path_factory.mktemp("serving") / "venv"
+    uv = Path(sys.executable).with_name("uv")
+    env = {**os.environ, "VIRTUAL_ENV": str(venv)}
+    for command in (
+        [str(uv), "venv", "--quiet", "--python", sys.executable, str(venv)],
+        [str(uv), "pip", "install", "--quiet", "-r", str(REPO_ROOT / "service" / "requirements.txt")],
+    ):
+        _checked(subprocess.run(command, env=env, capture_output=True, text=True), check=True)
+    return venv / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
+def served(store, serving_python, tmp_path_factory):
     """(RunningService: URL and process id, its TMPDIR) of the real BentoML server (REST API and
-    demo) on a loopback port, started once for the whole run; TMPDIR is an empty directory of its
-    own, so that the files it leaves there can be counted."""
+    demo) on a loopback port, run by the serving install (`serving_python`: no torch), started once
+    for the whole run; TMPDIR is an empty directory of its own, so that the files it leaves there
+    can be counted."""
     from servers import service_process
 
     home, tag = store
     tmpdir = tmp_path_factory.mktemp("server-tmp")
-    with service_process(tag, home, env={**SERVICE_ENV, "TMPDIR": str(tmpdir)}) as service:
+    env = {**SERVICE_ENV, "TMPDIR": str(tmpdir)}
+    with service_process(tag, home, env=env, python=serving_python) as service:
         yield service, tmpdir
 
 

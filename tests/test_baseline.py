@@ -4,6 +4,7 @@ linear SVM on the prepared (speaker-independent) splits, reported beside every t
 from __future__ import annotations
 
 import json
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -14,7 +15,7 @@ from sklearn.svm import LinearSVC
 
 from pipeline.data.functionals_cache import table_functionals
 from pipeline.data.prepared import fold_count, fold_plan, load_prepared
-from pipeline.functionals import FEATURE_SETS, feature_count, functionals, thread_budget
+from pipeline.functionals import FEATURE_SETS, feature_count, functionals, smile_functionals, thread_budget
 from pipeline.training.baseline import SVM_C, fit_and_score
 
 LABELS = ["a", "b", "c"]
@@ -78,6 +79,23 @@ def test_functionals_computed_in_threads_at_once_equal_those_computed_one_by_one
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert thread_budget() == 3
     np.testing.assert_array_equal(functionals(voices, SR, "compare"), alone)  # the list, in 3 threads
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("feature_set", ["compare", "egemaps"])
+def test_openSMILE_called_directly_gives_the_opensmile_packages_rows(feature_set):
+    """`smile_functionals` calls SMILEapi through the wheel's binding without `import opensmile`
+    (whose pandas stack a server would carry): the rows of `opensmile.Smile.process_signal`, bit for
+    bit, including a clip too short for any functional (NaN)."""
+    import opensmile
+
+    sets = {"compare": opensmile.FeatureSet.ComParE_2016, "egemaps": opensmile.FeatureSet.eGeMAPSv02}
+    smile = opensmile.Smile(feature_set=sets[feature_set], feature_level=opensmile.FeatureLevel.Functionals)
+    for wave in (_voice(140, seconds=1.3), _voice(220, seconds=0.4, seed=2), np.zeros(80, np.float32)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "Segment too short, filling with NaN."
+            expected = smile.process_signal(wave, SR).to_numpy()[0]
+        np.testing.assert_array_equal(smile_functionals(wave, SR, feature_set), expected)
 
 
 @pytest.mark.fast

@@ -18,6 +18,11 @@ from packaging.requirements import Requirement
 from servers import background_server, free_port
 
 UV = Path(sys.executable).with_name("uv")  # the locked uv (dev group), as `make` installs it
+TRAINING_ONLY = {
+    "torch", "torchaudio", "transformers", "datasets", "accelerate", "evaluate", "optuna", "tensorboard",
+    "scipy", "scikit-learn", "matplotlib", "onnx",
+}  # fmt: skip
+MAX_SERVING_ENV_MB = 600
 
 
 def bentoml_cli(home, *args: str) -> str:
@@ -46,15 +51,17 @@ def bento(store, tmp_path_factory) -> tuple[str, Path]:
 
 
 def test_bento_requirements_are_the_lock_exported():
-    """service/requirements.txt (what bentofile.yaml installs) is exactly uv.lock's runtime packages:
-    `make lock` rewrites both together."""
+    """service/requirements.txt (what bentofile.yaml installs) is exactly uv.lock's serving packages
+    (the project's dependencies without the `train` extra): `make lock` rewrites both together."""
     committed = (REPO_ROOT / "service" / "requirements.txt").read_text()
     recorded = committed.splitlines()[1].lstrip("# ").split()  # the `uv export` command that wrote it
     export = recorded[1 : recorded.index("--output-file")]
     done = subprocess.run([str(UV), *export, "--quiet"], cwd=REPO_ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert requirement_lines(committed) == requirement_lines(done.stdout), "run `make lock`"
-    assert any(line.startswith("torch==") for line in requirement_lines(committed))
+    pinned = {line.split("==")[0] for line in requirement_lines(committed)}
+    assert {"bentoml", "gradio", "onnxruntime", "soundfile", "opensmile"} <= pinned
+    assert not pinned & TRAINING_ONLY, "the serving install carries training packages"
 
 
 def test_bentoml_build_contains_service_model_and_requirements(bento, store):
@@ -83,7 +90,7 @@ def test_bentoml_build_contains_service_model_and_requirements(bento, store):
     locked = requirement_lines((REPO_ROOT / "service" / "requirements.txt").read_text())
     assert set(locked) <= set(requirement_lines(requirements))  # BentoML may add its own pin again
     pinned = {line.split("==")[0] for line in locked}
-    assert {"torch", "torchaudio", "transformers", "bentoml", "gradio", "soundfile", "scipy"} <= pinned
+    assert {"onnxruntime", "bentoml", "gradio", "soundfile"} <= pinned and not pinned & TRAINING_ONLY
 
 
 @pytest.mark.timeout(600)
@@ -120,6 +127,13 @@ def test_a_clean_virtualenv_of_the_bentos_requirements_serves_a_request(bento, t
     locked = set(requirement_lines((REPO_ROOT / "service" / "requirements.txt").read_text()))
     pins = {line.split(";")[0].strip() for line in locked}
     assert set(requirement_lines(installed)) <= pins, "the Bento installed versions that are not locked"
+    names = {line.split("==")[0].lower() for line in requirement_lines(installed)}
+    assert not names & TRAINING_ONLY and not any(name.startswith("nvidia-cu") for name in names)
+    python = str(venv / "bin/python")
+    absent = "import importlib.util as u; print([m for m in ('torch', 'transformers') if u.find_spec(m)])"
+    assert subprocess.run([python, "-c", absent], env=env, capture_output=True, text=True).stdout == "[]\n"
+    size_mb = sum(f.stat().st_size for f in venv.rglob("*") if f.is_file() and not f.is_symlink()) / 2**20
+    assert size_mb <= MAX_SERVING_ENV_MB, f"the serving environment takes {size_mb:.0f} MB"
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"

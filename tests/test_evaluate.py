@@ -43,7 +43,7 @@ def _undecided(checkpoint: Path, corpus: Path) -> None:
     )
     logits = predictor.logits([sf.read(p, dtype="float32")[0] for p in sorted(corpus.rglob("*.wav"))])
     with torch.no_grad():
-        model.classifier.bias[1] -= float(np.median((logits[:, 1] - logits[:, 0]).numpy()))
+        model.classifier.bias[1] -= float(np.median(logits[:, 1] - logits[:, 0]))
     model.save_pretrained(checkpoint, safe_serialization=True)
 
 

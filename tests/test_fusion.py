@@ -9,7 +9,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 from helpers import LABELS, make_tiny_checkpoint, tone
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
@@ -110,9 +109,8 @@ def test_a_clip_too_short_for_some_functionals_still_gets_finite_probabilities()
     x, y = _data(4)
     head = FunctionalsHead.fit(x, y, 4, "egemaps", SR, weight=0.5)
     short = tone(0.025)  # 400 samples: openSMILE fills its functionals with NaN
-    with pytest.warns(UserWarning, match="too short"):
-        assert np.isnan(functionals([short], SR, "egemaps")).any()
-        heard = head.log_probabilities([short])
+    assert np.isnan(functionals([short], SR, "egemaps")).any()
+    heard = head.log_probabilities([short])
     assert np.isfinite(heard).all()
     np.testing.assert_allclose(heard[0], log_softmax(head.intercept[None])[0], atol=1e-5)  # the mean clip
 
@@ -143,9 +141,9 @@ def test_the_predictor_applies_the_checkpoints_head_and_temperature(tmp_path):
     (checkpoint / "config.json").write_text(json.dumps({**config, TEMPERATURE_KEY: 2.0}))
     fused = Predictor.from_pretrained(checkpoint, precision="fp32")
     assert fused.temperature == 2.0 and fused.labels == LABELS
-    expected = fused_log_probabilities(network.numpy(), head.log_probabilities(waves), 0.6) / 2.0
-    np.testing.assert_allclose(fused.logits(waves).numpy(), expected, atol=1e-5)
-    torch.testing.assert_close(fused.network_logits(waves), network)  # the network's own, untouched
+    expected = fused_log_probabilities(network, head.log_probabilities(waves), 0.6) / 2.0
+    np.testing.assert_allclose(fused.logits(waves), expected, atol=1e-5)
+    np.testing.assert_array_equal(fused.network_logits(waves), network)  # the network's own, untouched
     probabilities = fused.probabilities(waves)
     np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
     assert (probabilities.argmax(-1) == expected.argmax(-1)).all()

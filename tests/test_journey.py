@@ -13,10 +13,10 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from conftest import REPO_ROOT, ser
 from servers import export_to_store, running_service
 
+from pipeline.calibration import softmax
 from pipeline.inference.predictor import Predictor
 
 CONTRACT = {"label", "score", "scores", "duration_s", "model"}
@@ -78,7 +78,7 @@ def test_pipeline_predict_rest_and_demo_agree(trained, corpus, tmp_path):
         for clip, line in zip(clips, cli):
             wave, sr = sf.read(clip, dtype="float32")
             stock = classifier({"raw": wave, "sampling_rate": sr}, top_k=None)
-            network = dict(zip(ours.labels, torch.softmax(ours.network_logits([wave]), -1)[0].tolist()))
+            network = dict(zip(ours.labels, softmax(ours.network_logits([wave]))[0].tolist()))
             for item in stock:
                 assert abs(item["score"] - network[item["label"]]) < 1e-4
             response = httpx.post(

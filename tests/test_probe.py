@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import REPO_ROOT, ser
@@ -54,8 +55,8 @@ def test_saved_checkpoint_equals_head_on_cached_features(prepared, probed):
     predictor = Predictor.from_pretrained(out / "best")
     assert predictor.classifier.model.config.use_weighted_layer_sum
     clips = load_prepared(prepared)[0]["validation"].with_format("numpy")["input_values"][:4]
-    audio_logits = torch.cat([predictor.logits([clip]) for clip in clips])
-    batch_logits = predictor.logits(list(clips))  # padded together, as `ser evaluate` does
+    audio_logits = torch.from_numpy(np.concatenate([predictor.logits([clip]) for clip in clips]))
+    batch_logits = torch.from_numpy(predictor.logits(list(clips)))  # padded together, as `ser evaluate` does
     features = load_file(Path(results["cache"]) / "validation.safetensors")["features"][:4]
     with torch.no_grad():
         cached_logits = head_logits(predictor.classifier.model, features)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from helpers import LABELS, assert_error, post_array, post_audio
 
 from pipeline.errors import SerError
 from pipeline.inference.export import export_checkpoint
+from pipeline.inference.onnx_model import has_onnx
 
 MAX_SECONDS = float(SERVICE_ENV["SER_MAX_SECONDS"])
 CONTRACT = {"label": str, "score": float, "scores": dict, "duration_s": float, "model": str}
@@ -46,21 +48,21 @@ def test_export_records_labels_and_test_metrics(store):
     assert info["metadata"]["labels"] == LABELS
     assert info["metadata"]["test_metrics"] == {"accuracy": 0.5, "uar": 0.25}
     assert (home / "models" / name / version / "model.safetensors").is_file()
-    assert {p.name for p in (home / "models" / name / version / "onnx").iterdir()} == {
-        "model.onnx",
-        "model.int8.onnx",
-    }
+    stored = home / "models" / name / version
+    exported = {p.name for p in (stored / "onnx").iterdir()}
+    assert exported == {"model.onnx", "model.int8.onnx", "weights.sha256"}
+    assert has_onnx(stored)  # exported from the weights stored beside them
 
 
 # `ser export` in a process whose ONNX exporter fails as it does on an operator it cannot convert.
 FAILING_ONNX_EXPORT = """
 import sys
-import pipeline.inference.onnx_model as onnx_model
+import pipeline.inference.onnx_export as onnx_export
 
 def unsupported(*args):
     raise RuntimeError("Exporting the operator 'aten::stft' to ONNX opset version 17 is not supported.")
 
-onnx_model.export_onnx = unsupported
+onnx_export.export_onnx = unsupported
 from pipeline.cli import main
 print("exit", main(["export", "--checkpoint", sys.argv[1]]), flush=True)
 print("exit", main(["export", "--checkpoint", sys.argv[1], "--no-onnx"]), flush=True)
@@ -71,8 +73,9 @@ def test_an_onnx_export_failure_registers_nothing_and_no_onnx_registers_for_torc
     service_checkpoint, tmp_path
 ):
     env = {**os.environ, "BENTOML_HOME": str(tmp_path), "BENTOML_DO_NOT_TRACK": "True"}
+    checkpoint = shutil.copytree(service_checkpoint, tmp_path / "best", ignore=shutil.ignore_patterns("onnx"))
     done = subprocess.run(
-        [sys.executable, "-c", FAILING_ONNX_EXPORT, str(service_checkpoint)],
+        [sys.executable, "-c", FAILING_ONNX_EXPORT, str(checkpoint)],
         env=env,
         capture_output=True,
         text=True,
@@ -84,7 +87,7 @@ def test_an_onnx_export_failure_registers_nothing_and_no_onnx_registers_for_torc
     (error,) = [line for line in done.stderr.splitlines() if "to ONNX" in line]
     assert "aten::stft" in error and "`ser export --no-onnx` registers it for the torch backend only" in error
     (version,) = (tmp_path / "models" / "ser-emotion").glob("*/model.safetensors")  # the second only
-    assert not (version.parent / "onnx").exists()
+    assert not (version.parent / "onnx").exists() and not (checkpoint / "onnx" / "weights.sha256").exists()
 
 
 def test_wav_answers_the_contract(server, store, clips):

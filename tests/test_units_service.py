@@ -38,7 +38,6 @@ from pipeline.errors import (
     first_line,
     seconds_past,
 )
-from service import settings as settings_module
 from service.errors import SHOWN_PROBLEMS, JSONErrors, readable_error, status_of
 from service.inputs import CUT_OFF, AudioUpload, NoInput, SamplesInput, _upload_name, refusal
 from service.limits import UploadLimit
@@ -977,7 +976,9 @@ def env(monkeypatch):
     """An environment without any SER_ setting, and no GPU; returns monkeypatch.setenv."""
     for name in SER_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(settings_module.torch.cuda, "is_available", lambda: False)
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     return monkeypatch.setenv
 
 
@@ -990,7 +991,7 @@ def test_the_defaults(env):
         max_latency_ms=60_000,
         precision="auto",
         device="cpu",
-        backend="torch",
+        backend="auto",
     )
 
 
@@ -1001,7 +1002,9 @@ def test_empty_variables_mean_the_defaults(env):
 
 
 def test_the_device_defaults_to_cuda_where_a_gpu_is_visible(env, monkeypatch):
-    monkeypatch.setattr(settings_module.torch.cuda, "is_available", lambda: True)
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert Settings.from_env().device == "cuda"
     env("SER_DEVICE", "cpu")
     assert Settings.from_env().device == "cpu"
@@ -1041,7 +1044,7 @@ def test_each_variable_sets_its_field(env, name, value, field, expected):
         ("SER_MAX_SECONDS", "1,5", "SER_MAX_SECONDS must be a number, got '1,5'"),
         ("SER_PRECISION", "FP32", "SER_PRECISION must be one of auto, fp32, bf16, int8, got 'FP32'"),
         ("SER_PRECISION", "fp16", "SER_PRECISION must be one of auto, fp32, bf16, int8, got 'fp16'"),
-        ("SER_BACKEND", "ort", "SER_BACKEND must be one of torch, onnx, got 'ort'"),
+        ("SER_BACKEND", "ort", "SER_BACKEND must be one of auto, onnx, torch, got 'ort'"),
         ("SER_MAX_BATCH_SIZE", "0", "SER_MAX_BATCH_SIZE must be 1 or more, got 0"),
         ("SER_MAX_BATCH_SIZE", "-3", "SER_MAX_BATCH_SIZE must be a finite number, 0 or more, got '-3'"),
     ],
@@ -1298,3 +1301,21 @@ def test_the_error_classes():
 )
 def test_seconds_past_rounds_away_from_the_limit(seconds, decimals, up, shown):
     assert seconds_past(seconds, decimals, up) == shown
+
+
+@pytest.mark.parametrize("batch_cost, merges", [(0.5, True), (0.97, False)], ids=["pays", "does-not-pay"])
+def test_the_dispatcher_merges_requests_only_where_merging_measurably_pays(batch_cost, merges):
+    """A single call is measured first, then a merged one; afterwards the cheaper way per second of
+    audio is chosen (merged within 0.9x of single), except every 16th choice, which checks the other."""
+    from service.dispatcher import MergeRule
+
+    rule = MergeRule()
+    choices = []
+    for _ in range(64):
+        merged = rule.merge()
+        choices.append(merged)
+        clips = 4 if merged else 1
+        rule.observe(merged, clips * (batch_cost if merged else 1.0), audio_samples=clips * 48_000)
+    assert choices[:2] == [False, True]  # measure both
+    steady = choices[2:]
+    assert steady.count(merges) == len(steady) - len(steady) // 16  # the rest explore the other way

@@ -1,7 +1,7 @@
 """Decoding, downmixing and resampling: the one place audio enters the toolkit.
 
 soundfile (libsndfile, shipped in its wheel) decodes WAV, FLAC, OGG and MP3 with no system
-package; torchaudio resamples.
+package; `resampling.resample_ratio` resamples (torchaudio's filter, in numpy).
 """
 
 from __future__ import annotations
@@ -11,21 +11,21 @@ import io
 import math
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
-import torchaudio.functional as AF
 
 from ..errors import AudioError, LimitError, seconds_past
+from .resampling import resample_ratio
 
 TARGET_SAMPLING_RATE = 16_000
 
 
-MAX_RESAMPLING_KERNEL = 2**21  # elements (8 MB) of torchaudio's sinc kernel
+MAX_RESAMPLING_KERNEL = 2**21  # elements (8 MB) of the sinc kernel
+Resampler = Callable[[np.ndarray, int, int], np.ndarray]  # (wave, orig, new) by a reduced ratio
 
 
 def resampling_kernel_size(orig: int, new: int, lowpass_filter_width: int = 6, rolloff: float = 0.99) -> int:
@@ -52,13 +52,15 @@ def resampling_ratio(orig_sr: int, target_sr: int) -> tuple[int, int]:
     return max(1, round(ratio)), 1
 
 
-def resample(wave: np.ndarray, orig_sr: int, target_sr: int = TARGET_SAMPLING_RATE) -> np.ndarray:
+def resample(
+    wave: np.ndarray, orig_sr: int, target_sr: int = TARGET_SAMPLING_RATE, by: Resampler = resample_ratio
+) -> np.ndarray:
     """Resample a mono float32 waveform (no-op when the rates match); memory stays bounded for
     any pair of rates (see `resampling_ratio`)."""
     if orig_sr == target_sr:
         return wave
     orig, new = resampling_ratio(orig_sr, target_sr)
-    return AF.resample(torch.from_numpy(np.ascontiguousarray(wave)), orig, new).numpy()
+    return by(np.ascontiguousarray(wave), orig, new)
 
 
 def trim_silence(wave: np.ndarray, sampling_rate: int, top_db: float = 40.0) -> np.ndarray:
@@ -109,7 +111,9 @@ def _duration_check(name: str, frames: int, sr: int, max_seconds: float | None) 
 MAX_AMPLITUDE = 2**31  # 32-bit integer PCM's full scale; float audio lies within ±1
 
 
-def _to_model_input(name: str, data: np.ndarray, sr: int, target_sr: int) -> np.ndarray:
+def _to_model_input(
+    name: str, data: np.ndarray, sr: int, target_sr: int, by: Resampler = resample_ratio
+) -> np.ndarray:
     """Mono at `target_sr`. Refused: non-finite samples, and samples beyond MAX_AMPLITUDE (a sample
     of 3e38 overflowed the feature extractors' float32 into NaN scores; the wav2vec2 normalisation
     already drifted past 1e18)."""
@@ -121,7 +125,7 @@ def _to_model_input(name: str, data: np.ndarray, sr: int, target_sr: int) -> np.
             f"{name}: a sample of magnitude {peak:.3g}, the limit is {MAX_AMPLITUDE} "
             "(32-bit integer full scale; float audio lies within ±1)"
         )
-    return resample(to_mono(data), sr, target_sr)
+    return resample(to_mono(data), sr, target_sr, by)
 
 
 BLOCK_FRAMES = 2**18
@@ -181,8 +185,9 @@ def load_audio(
     source: str | Path | bytes,
     target_sr: int = TARGET_SAMPLING_RATE,
     max_seconds: float | None = None,
+    resampler: Resampler = resample_ratio,
 ) -> np.ndarray:
-    """Decode a file path or raw bytes into mono float32 at `target_sr`.
+    """Decode a file path or raw bytes into mono float32 at `target_sr` (resampled by `resampler`).
 
     Raises AudioError for undecodable, empty or non-finite input, LimitError for a clip over
     `max_seconds`, a sampling rate outside 1 kHz-384 kHz or more than 64 channels (checked from the
@@ -204,7 +209,7 @@ def load_audio(
         _duration_check(name, f.frames, sr, max_seconds)
         data = _read_frames(f)
     _duration_check(name, len(data), sr, None)
-    return _to_model_input(name, data, sr, target_sr)
+    return _to_model_input(name, data, sr, target_sr, resampler)
 
 
 def load_samples(

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
-import torchaudio.functional as AF
 
 from ..errors import AudioError
 from .audio import TARGET_SAMPLING_RATE, _to_model_input, check_format, readable, resampling_ratio
+from .resampling import resample_ratio
 
 BLOCK_S = 20.0
 
@@ -25,7 +24,7 @@ class BlockResampler:
 
     def __init__(self, orig_sr: int, target_sr: int = TARGET_SAMPLING_RATE):
         self.orig, self.new = resampling_ratio(orig_sr, target_sr) if orig_sr != target_sr else (1, 1)
-        # context: the sinc kernel's reach (as torchaudio computes it) and one period, in whole
+        # context: the sinc kernel's reach (`resample_ratio`'s) and one period, in whole
         # periods, so that the outputs of a block start on an output sample
         reach = math.ceil(6 * self.orig / (min(self.orig, self.new) * 0.99)) + self.orig
         self.context = math.ceil(reach / self.orig) * self.orig if self.orig != self.new else 0
@@ -33,15 +32,12 @@ class BlockResampler:
         self.pending = np.empty(0, np.float32)  # input not resampled yet
         self.inputs = self.outputs = 0
 
-    def _resample(self, wave: np.ndarray) -> np.ndarray:
-        return AF.resample(torch.from_numpy(wave), self.orig, self.new).numpy()
-
     def _emit(self, upto: int, right: np.ndarray) -> np.ndarray:
         """Output for the first `upto` pending samples, with `right` as the context after them."""
         body, self.pending = self.pending[:upto], self.pending[upto:]
         self.inputs += len(body)
         wanted = math.ceil(self.inputs * self.new / self.orig) - self.outputs
-        out = self._resample(np.concatenate([self.left, body, right]))
+        out = resample_ratio(np.concatenate([self.left, body, right]), self.orig, self.new)
         skip = self.context * self.new // self.orig
         self.left = np.concatenate([self.left, body])[len(body) + len(self.left) - self.context :]
         self.outputs += wanted

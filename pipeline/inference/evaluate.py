@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from ..data.prepared import load_prepared
 from ..errors import SerError
 from ..metrics import evaluate_predictions
+from .backends import default_device
 from .predictor import Predictor
 
 
@@ -23,7 +23,7 @@ def split_logits(predictor: Predictor, split, batch_size: int = 16) -> np.ndarra
     logits = np.empty((len(split), len(predictor.labels)), dtype=np.float32)
     for start in tqdm(range(0, len(split), batch_size), desc="evaluating", leave=False):
         rows = order[start : start + batch_size]
-        logits[rows] = predictor.logits([audio[int(i)]["input_values"] for i in rows]).numpy()
+        logits[rows] = predictor.logits([audio[int(i)]["input_values"] for i in rows])
     return logits
 
 
@@ -65,7 +65,7 @@ def evaluate_checkpoint(
         raise SerError(f"no split {split!r} in {data_dir}; have {', '.join(dataset)}")
     if not len(dataset[split]):
         raise SerError(f"the {split} split of {data_dir} is empty")
-    device = "cuda" if torch.cuda.is_available() and backend == "torch" else None
+    device = None if backend == "onnx" else default_device()
     predictor = Predictor.from_pretrained(checkpoint, device=device, precision=precision, backend=backend)
     if predictor.labels != labels:
         raise SerError(f"checkpoint labels {predictor.labels} differ from the data's {labels}")

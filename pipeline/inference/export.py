@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SerError, first_line
+from .onnx_model import ONNX_DIR
+from .predictor import checkpoint_labels
 
 DEFAULT_NAME = "ser-emotion"
 DEFAULT_TAG = f"{DEFAULT_NAME}:latest"
@@ -21,14 +23,6 @@ def _bentoml():
     import bentoml
 
     return bentoml
-
-
-def _labels(checkpoint: Path) -> list[str]:
-    config = json.loads((checkpoint / "config.json").read_text())
-    id2label = config.get("id2label") or {}
-    if not id2label:
-        raise SerError(f"{checkpoint}/config.json has no id2label: not a classifier checkpoint")
-    return [id2label[key] for key in sorted(id2label, key=int)]
 
 
 def _without_none(value: Any) -> Any:
@@ -50,11 +44,16 @@ def _test_metrics(checkpoint: Path) -> dict[str, Any]:
     return {}
 
 
-def _write_onnx(checkpoint: Path, model_dir: Path) -> None:
-    from .onnx_model import ONNX_DIR, export_onnx  # torch and transformers: not for `ser serve`'s start
+def _write_onnx(checkpoint: Path) -> None:
+    """The checkpoint's ONNX models into its `onnx/`, unless those of its weights are there."""
+    from .onnx_model import has_onnx
+
+    if has_onnx(checkpoint):
+        return
+    from .onnx_export import export_onnx  # torch and transformers: not for `ser serve`'s start
 
     try:
-        export_onnx(checkpoint, model_dir / ONNX_DIR)
+        export_onnx(checkpoint, checkpoint / ONNX_DIR)
     except Exception as err:  # the exporter raises many kinds, e.g. for an operator it cannot convert
         raise SerError(
             f"cannot export {checkpoint} to ONNX ({first_line(err)}); "
@@ -64,8 +63,8 @@ def _write_onnx(checkpoint: Path, model_dir: Path) -> None:
 
 def export_checkpoint(checkpoint_dir: str | Path, name: str = DEFAULT_NAME, onnx: bool = True) -> str:
     """Copy a `save_pretrained` checkpoint directory into the BentoML model store, with its ONNX
-    models (`onnx/`, for SER_BACKEND=onnx) unless `onnx` is false; return the tag. Nothing is
-    registered when a step fails."""
+    models (written into its `onnx/` first, what the serving install and `--backend onnx` run)
+    unless `onnx` is false; return the tag. Nothing is registered when a step fails."""
     checkpoint = Path(checkpoint_dir)
     missing = [f for f in REQUIRED_FILES if not (checkpoint / f).is_file()]
     if not checkpoint.is_dir() or missing:
@@ -75,12 +74,14 @@ def export_checkpoint(checkpoint_dir: str | Path, name: str = DEFAULT_NAME, onnx
         )
     try:
         metadata = {
-            "labels": _labels(checkpoint),
+            "labels": checkpoint_labels(checkpoint),
             "source": str(checkpoint.resolve()),
             "test_metrics": _test_metrics(checkpoint),
         }
     except (ValueError, KeyError) as err:  # json.JSONDecodeError is a ValueError
         raise SerError(f"cannot read the config or metrics of {checkpoint}: {err}") from err
+    if onnx:
+        _write_onnx(checkpoint)
     bentoml = _bentoml()
     try:
         with bentoml.models.create(
@@ -88,9 +89,9 @@ def export_checkpoint(checkpoint_dir: str | Path, name: str = DEFAULT_NAME, onnx
             labels={"task": "speech-emotion-recognition", "framework": "transformers"},
             metadata=metadata,
         ) as model:
-            shutil.copytree(checkpoint, model.path, dirs_exist_ok=True)
-            if onnx:
-                _write_onnx(checkpoint, Path(model.path))
+            # without ONNX: for the torch backend only (no stale onnx/ of a checkpoint's earlier export)
+            ignore = None if onnx else shutil.ignore_patterns(ONNX_DIR)
+            shutil.copytree(checkpoint, model.path, dirs_exist_ok=True, ignore=ignore)
     except ValueError as err:  # an invalid model name
         raise SerError(f"cannot register {checkpoint} as {name!r}: {err}") from err
     return str(model.tag)

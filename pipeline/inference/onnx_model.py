@@ -1,106 +1,53 @@
 """The ONNX Runtime backend: a checkpoint's classifier exported to ONNX (fp32, and int8 with dynamic
-quantization of the matrix products), run by an `onnxruntime` session on the CPU."""
+quantization of the matrix products, by `ser export`: `pipeline.inference.onnx_export`), run by an
+`onnxruntime` session on the CPU. No torch: this is what the serving install runs."""
 
 from __future__ import annotations
 
-import logging
-import tempfile
-import warnings
-from contextlib import contextmanager
-from functools import cache
+import hashlib
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from ..errors import ConfigError, SerError, first_line
-from ..model import load_checkpoint
+from ..errors import SerError, first_line
 
 ONNX_DIR = "onnx"  # inside a checkpoint directory or a stored model
 ONNX_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
-OPSET = 17
 ONNX_TYPES = {"tensor(float)": np.float32, "tensor(int32)": np.int32, "tensor(int64)": np.int64}
+FINGERPRINT = "weights.sha256"  # in onnx/: the digest of the weights the models were exported from
 
 
-def _example_inputs(extractor) -> dict[str, torch.Tensor]:
-    """Two clips of different lengths, so that the trace keeps batch and time dynamic."""
-    waves = [np.zeros(extractor.sampling_rate, dtype=np.float32), np.zeros(12_000, dtype=np.float32)]
-    waves[0][::7] = 0.1  # not silent: normalisation must not divide by zero
-    waves[1][::5] = 0.1
-    inputs = extractor(waves, sampling_rate=extractor.sampling_rate, padding=True, return_tensors="pt")
-    return {name: inputs[name] for name in extractor.model_input_names if name in inputs}
+def weights_digest(checkpoint: str | Path) -> str:
+    """The SHA-256 of a checkpoint's model.safetensors."""
+    digest = hashlib.sha256()
+    with open(Path(checkpoint) / "model.safetensors", "rb") as weights:
+        while block := weights.read(2**20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
-def export_onnx(checkpoint: str | Path, out_dir: str | Path) -> dict[str, Path]:
-    """Write `out_dir/model.onnx` (fp32) and `out_dir/model.int8.onnx` for a fine-tuned checkpoint;
-    return them by precision. Inputs are the feature extractor's (batch and time dynamic), the
-    output is `logits`."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from transformers import AutoFeatureExtractor
-
-    model = load_checkpoint(checkpoint).eval()
-    inputs = _example_inputs(AutoFeatureExtractor.from_pretrained(checkpoint))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {precision: out / name for precision, name in ONNX_FILES.items()}
-    dynamic = {name: {0: "batch", 1: "time"} for name in inputs} | {"logits": {0: "batch"}}
-    with warnings.catch_warnings(), torch.inference_mode():
-        warnings.simplefilter("ignore")  # tracer notes on Python branches that are shape-independent here
-        torch.onnx.export(
-            model,
-            (),
-            str(paths["fp32"]),
-            kwargs=inputs,
-            input_names=list(inputs),
-            output_names=["logits"],
-            dynamic_axes=dynamic,
-            opset_version=OPSET,
-            dynamo=False,
-        )
-    with _root_logger_silenced():  # the quantizer's notes on tensors it leaves in fp32
-        quantize_dynamic(paths["fp32"], paths["int8"], weight_type=QuantType.QInt8)
-    return paths
-
-
-@contextmanager
-def _root_logger_silenced():
-    """No root-logger output, and no handler left behind by `logging.warning`'s implicit basicConfig."""
-    root, quiet = logging.getLogger(), logging.NullHandler()
-    level = root.level
-    root.addHandler(quiet)
-    root.setLevel(logging.ERROR)
+def has_onnx(checkpoint: str | Path) -> bool:
+    """Whether `checkpoint` holds ONNX models exported from its current weights (`ser export`): a
+    model trained again into the same directory does not run its predecessor's."""
+    onnx = Path(checkpoint) / ONNX_DIR
     try:
-        yield
-    finally:
-        root.setLevel(level)
-        root.removeHandler(quiet)
-
-
-@cache
-def _exported_for_this_process(checkpoint: Path) -> Path:
-    """A checkpoint without `onnx/`: exported once per process into a temporary directory."""
-    out = Path(tempfile.mkdtemp(prefix="ser-onnx-"))
-    export_onnx(checkpoint, out)
-    return out
-
-
-def onnx_file(checkpoint: str | Path, precision: str) -> Path:
-    """The ONNX model for `checkpoint` at `precision` ("fp32" or "int8"): the one `ser export` wrote
-    into `checkpoint/onnx/`, else one exported now."""
-    if precision not in ONNX_FILES:
-        raise ConfigError(
-            f"the onnx backend runs fp32 or int8, not {precision}; use --backend torch for bf16"
+        return all((onnx / name).is_file() for name in ONNX_FILES.values()) and (
+            (onnx / FINGERPRINT).read_text().strip() == weights_digest(checkpoint)
         )
-    stored = Path(checkpoint) / ONNX_DIR / ONNX_FILES[precision]
-    if stored.is_file():
-        return stored
-    return _exported_for_this_process(Path(checkpoint).resolve()) / ONNX_FILES[precision]
+    except OSError:
+        return False
 
 
 class OnnxClassifier:
-    """`classifier(inputs)` → logits, for the feature extractor's inputs (numpy or torch)."""
+    """`classifier(inputs)` → logits (numpy), for the front end's inputs (numpy or torch).
 
-    device = torch.device("cpu")
+    ONNX Runtime keeps the memory of its largest run in an arena: the default model's 60-s clip
+    takes 3.5 GB there, a 3-s one 20 MB. So a call holds at most `batch_seconds` of (padded) audio
+    (`Predictor` splits longer batches), and the arena is given back after a longer one (a single
+    long clip: it then takes about twice as long, faulting its memory in again)."""
+
+    backend, device = "onnx", "cpu"
+    batch_seconds = 10.0
 
     def __init__(self, path: Path, precision: str):
         import onnxruntime
@@ -108,6 +55,8 @@ class OnnxClassifier:
         self.precision = precision
         options = onnxruntime.SessionOptions()  # threads: one per physical core
         options.log_severity_level = 3  # errors only
+        # idle threads sleep: spinning ones slowed the request threads' numpy (features) by 3x
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = onnxruntime.InferenceSession(
                 str(path), options, providers=["CPUExecutionProvider"]
@@ -115,7 +64,10 @@ class OnnxClassifier:
         except Exception as err:  # onnxruntime raises its own untyped errors for bad files
             raise SerError(f"cannot load the ONNX model {path}: {first_line(err)}") from err
         self.input_types = {i.name: ONNX_TYPES[i.type] for i in self.session.get_inputs()}
+        self.release = onnxruntime.RunOptions()
+        self.release.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 
-    def __call__(self, inputs: dict) -> torch.Tensor:
+    def __call__(self, inputs: dict, seconds: float = 0.0) -> np.ndarray:
+        """Logits of a batch of `seconds` of padded audio."""
         feed = {name: np.asarray(inputs[name], dtype=dtype) for name, dtype in self.input_types.items()}
-        return torch.from_numpy(self.session.run(["logits"], feed)[0])
+        return self.session.run(["logits"], feed, self.release if seconds > self.batch_seconds else None)[0]

@@ -17,7 +17,7 @@ from ..data.audio import decoder_messages_silenced, header_seconds, load_audio
 from ..data.blocks import audio_blocks
 from ..errors import LimitError, OptionError
 from .answers import Options, Overall, check_duration, classify_wave, segment_answer
-from .memory import retain_freed_memory
+from .memory import release_freed_memory, retain_freed_memory
 from .predictor import Predictor
 from .timeline import classify_blocks
 from .vad import VadConfig
@@ -111,15 +111,13 @@ def predict_files(
 ) -> Iterator[dict]:
     """`ser predict`: one answer per file; a timeline is read in blocks and, with `output`, written
     there as it is found."""
-    from transformers.utils.logging import disable_progress_bar
-
     vad.check()
     kind = output and TimelineWriter.kind_of(output)
     if kind and not options.timeline:
         raise OptionError("--output writes a timeline: add --segments vad or --window-s")
-    retain_freed_memory()
-    disable_progress_bar()  # stderr has only an error, in one line ("Loading weights" drew a bar there)
     predictor = Predictor.from_pretrained(checkpoint, precision=precision, backend=backend)
+    # torch's large activations stay mapped; ONNX Runtime has its own arena
+    (retain_freed_memory if predictor.backend == "torch" else release_freed_memory)()
     options.check(len(predictor.labels))
     with contextlib.ExitStack() as stack:
         writer = None

@@ -2,8 +2,9 @@
 
 Two ways to tell speech frames from the rest (chosen by measurement: docs/long_audio.md):
 
-- `silero` (default): Silero VAD's neural network (the `silero-vad` wheel ships it; ONNX Runtime,
-  no download), a speech probability per 32-ms frame, with hysteresis: speech from `threshold`
+- `silero` (default): Silero VAD's neural network (`pipeline/assets/`: the sequence model of the
+  `silero-vad` 6.2.3 wheel, MIT licence, kept here because that wheel requires torch; run by ONNX
+  Runtime, no download), a speech probability per 32-ms frame, with hysteresis: speech from `threshold`
   on, until it falls below `threshold - 0.15`. Robust to quiet recordings and rumble.
 - `energy`: a 10-ms frame is speech when its level is `margin_db` above the noise floor (which
   starts at the quietest tenth of the first block's frames, drops at once and rises by
@@ -27,6 +28,7 @@ from ..arguments import option
 from ..errors import OptionError
 
 DETECTORS = ("silero", "energy")
+SILERO_MODEL = "silero_vad_16k_sequence.onnx"
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ def _silero_session():
     """Silero VAD's sequence model (a block of frames per call), on one thread."""
     import onnxruntime
 
-    path = str(importlib.resources.files("silero_vad.data") / "silero_vad_16k_sequence.onnx")
+    path = str(importlib.resources.files("pipeline") / "assets" / SILERO_MODEL)
     options = onnxruntime.SessionOptions()
     options.inter_op_num_threads = options.intra_op_num_threads = 1
     return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])

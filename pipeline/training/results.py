@@ -96,7 +96,7 @@ def evaluate_best(setup: Setup, accelerator) -> dict:
     device = str(accelerator.device)
 
     def answers(name: str, network_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        predictor = Predictor.from_pretrained(best, device=device, precision="fp32")
+        predictor = Predictor.from_pretrained(best, device=device, precision="fp32", backend="torch")
         predictor.temperature = 1.0  # the answer before calibration: the report applies the temperature
         if network_only:
             predictor.head = None
