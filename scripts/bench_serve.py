@@ -21,7 +21,8 @@ requests; only one server runs at a time.
 Serving overhead: our median single-request latency (concurrency 1) against the median raw PyTorch
 forward (the stock feature extractor + `model(**inputs)`, at the same precision, with the server's
 allocator settings) on the same clip in this process, torch's default threads. Same answers: the
-largest difference between our probabilities and the alternative's on the clips. Writes Markdown
+largest difference between our probabilities and the alternative's on the clips (models without
+a head, whose answer is the network's). Writes Markdown
 tables and a plot to --out, with the CPU model.
 
     .venv/bin/python scripts/bench_serve.py     # small and base, 5 settings: about 15 minutes on 2 cores
@@ -226,7 +227,7 @@ def bench_model(kind: str, args, clips: list[bytes], tmp: Path) -> tuple[list[Le
             "alternative", f"http://127.0.0.1:{port}/classify", clips, args.requests, args.concurrency
         )
         reference = answers(f"http://127.0.0.1:{port}/classify", clips)
-    for name, found in probabilities.items():
+    for name, found in probabilities.items() if head is None else ():  # the alternative has no head
         difference = np.abs(found - reference).max()
         print(f"{kind}: {name}: largest |probability difference| from the alternative {difference:.1e}")
         raw[f"difference {name}"] = difference

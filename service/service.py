@@ -22,7 +22,7 @@ from pipeline.data.audio import TARGET_SAMPLING_RATE, load_audio, load_samples
 from pipeline.errors import InputError
 from pipeline.inference.answers import Options, classify_wave
 from pipeline.inference.export import stored_model
-from pipeline.inference.memory import release_freed_memory, retain_freed_memory
+from pipeline.inference.memory import settle_process
 from pipeline.inference.predictor import Predictor
 from service.dispatcher import Dispatcher
 from service.errors import JSONErrors, status_of
@@ -117,8 +117,7 @@ class EmotionClassifier:
         self.predictor = Predictor.from_pretrained(
             MODEL.path, SETTINGS.device, SETTINGS.precision, SETTINGS.backend
         )
-        # before the model runs: torch's large activations stay mapped; ONNX Runtime has its arena
-        (retain_freed_memory if self.predictor.backend == "torch" else release_freed_memory)()
+        settle_process(self.predictor.backend)  # before the model runs
         self.network = Dispatcher(
             self.predictor.network_logits,
             SETTINGS.max_batch_size,

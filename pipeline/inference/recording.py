@@ -17,7 +17,7 @@ from ..data.audio import decoder_messages_silenced, header_seconds, load_audio
 from ..data.blocks import audio_blocks
 from ..errors import LimitError, OptionError
 from .answers import Options, Overall, check_duration, classify_wave, segment_answer
-from .memory import release_freed_memory, retain_freed_memory
+from .memory import settle_process
 from .predictor import Predictor
 from .timeline import classify_blocks
 from .vad import VadConfig
@@ -116,8 +116,7 @@ def predict_files(
     if kind and not options.timeline:
         raise OptionError("--output writes a timeline: add --segments vad or --window-s")
     predictor = Predictor.from_pretrained(checkpoint, precision=precision, backend=backend)
-    # torch's large activations stay mapped; ONNX Runtime has its own arena
-    (retain_freed_memory if predictor.backend == "torch" else release_freed_memory)()
+    settle_process(predictor.backend)
     options.check(len(predictor.labels))
     with contextlib.ExitStack() as stack:
         writer = None
