@@ -107,7 +107,7 @@ ui = DemoApp()
 stream = StreamEndpoint(lambda: bentoml.get_current_service().model, LABELS, SETTINGS)
 
 
-@bentoml.service(threads=32)
+@bentoml.service(threads=8)
 @bentoml.asgi_app(ui, path="/ui")
 class EmotionClassifier:
     """Speech emotion recognition with the checkpoint registered as SER_MODEL_TAG."""

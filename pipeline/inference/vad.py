@@ -100,6 +100,7 @@ def _silero_session():
     path = str(importlib.resources.files("pipeline") / "assets" / SILERO_MODEL)
     options = onnxruntime.SessionOptions()
     options.inter_op_num_threads = options.intra_op_num_threads = 1
+    options.enable_cpu_mem_arena = False  # request threads run it at once: an arena would keep each one's
     return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
