@@ -185,7 +185,11 @@ def measure(server: str, url: str, clips: list[bytes], requests: int, levels: li
     return results
 
 
-def bench_model(kind: str, args, clips: list[bytes], tmp: Path) -> tuple[list[Level], dict[str, float]]:
+# (the levels measured, raw forward ms by precision, largest answer difference by server of ours)
+Measured = tuple[list[Level], dict[str, float], dict[str, float]]
+
+
+def bench_model(kind: str, args, clips: list[bytes], tmp: Path) -> Measured:
     checkpoint = make_checkpoint(kind, tmp / kind / "checkpoint")
     precisions = dict.fromkeys(server.split(":")[1] for server in args.servers)
     raw = {p: raw_forward_ms(checkpoint, clips[0], p) for p in precisions}
@@ -227,14 +231,16 @@ def bench_model(kind: str, args, clips: list[bytes], tmp: Path) -> tuple[list[Le
             "alternative", f"http://127.0.0.1:{port}/classify", clips, args.requests, args.concurrency
         )
         reference = answers(f"http://127.0.0.1:{port}/classify", clips)
+    differences = {}
     for name, found in probabilities.items() if head is None else ():  # the alternative has no head
-        difference = np.abs(found - reference).max()
-        print(f"{kind}: {name}: largest |probability difference| from the alternative {difference:.1e}")
-        raw[f"difference {name}"] = difference
-    return results, raw
+        differences[name] = np.abs(found - reference).max()
+        print(
+            f"{kind}: {name}: largest |probability difference| from the alternative {differences[name]:.1e}"
+        )
+    return results, raw, differences
 
 
-def tables(by_model: dict[str, tuple[list[Level], dict[str, float]]], python: str) -> list[str]:
+def tables(by_model: dict[str, Measured], python: str) -> list[str]:
     lines = [
         f"{cpu_model()}, {os.cpu_count()} cores; our server run by {python}",
         "",
@@ -242,7 +248,7 @@ def tables(by_model: dict[str, tuple[list[Level], dict[str, float]]], python: st
         "| p99 vs alternative |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for model, (levels, _) in by_model.items():
+    for model, (levels, _, _) in by_model.items():
         base = {lv.concurrency: lv for lv in levels if lv.server == "alternative"}
         for lv in levels:
             ref = base[lv.concurrency]
@@ -258,7 +264,7 @@ def tables(by_model: dict[str, tuple[list[Level], dict[str, float]]], python: st
         "| overhead |",
         "|---|---|---:|---:|---:|",
     ]
-    for model, (levels, raw) in by_model.items():
+    for model, (levels, raw, _) in by_model.items():
         for ours in (lv for lv in levels if lv.server != "alternative" and lv.concurrency == 1):
             precision = ours.server.split()[2]
             forward_ms, p50 = raw[precision], ours.percentile(50)
@@ -271,21 +277,19 @@ def tables(by_model: dict[str, tuple[list[Level], dict[str, float]]], python: st
         "| model | server | largest probability difference from the alternative |",
         "|---|---|---:|",
     ]
-    for model, (_, raw) in by_model.items():
-        for key, difference in raw.items():
-            if key.startswith("difference "):
-                lines.append(f"| {model} | {key.removeprefix('difference ')} | {difference:.1e} |")
+    for model, (_, _, differences) in by_model.items():
+        lines += [f"| {model} | {server} | {difference:.1e} |" for server, difference in differences.items()]
     return lines
 
 
-def plot(by_model: dict[str, tuple[list[Level], dict[str, float]]], path: Path) -> None:
+def plot(by_model: dict[str, Measured], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(by_model), figsize=(5.5 * len(by_model), 4), squeeze=False)
-    for ax, (model, (levels, _)) in zip(axes[0], by_model.items()):
+    for ax, (model, (levels, _, _)) in zip(axes[0], by_model.items()):
         for server in dict.fromkeys(lv.server for lv in levels):
             points = [lv for lv in levels if lv.server == server]
             ax.plot(

@@ -53,14 +53,17 @@ def resampling_ratio(orig_sr: int, target_sr: int) -> tuple[int, int]:
 
 
 def resample(
-    wave: np.ndarray, orig_sr: int, target_sr: int = TARGET_SAMPLING_RATE, by: Resampler = resample_ratio
+    wave: np.ndarray,
+    orig_sr: int,
+    target_sr: int = TARGET_SAMPLING_RATE,
+    resampler: Resampler = resample_ratio,
 ) -> np.ndarray:
     """Resample a mono float32 waveform (no-op when the rates match); memory stays bounded for
     any pair of rates (see `resampling_ratio`)."""
     if orig_sr == target_sr:
         return wave
     orig, new = resampling_ratio(orig_sr, target_sr)
-    return by(np.ascontiguousarray(wave), orig, new)
+    return resampler(np.ascontiguousarray(wave), orig, new)
 
 
 def trim_silence(wave: np.ndarray, sampling_rate: int, top_db: float = 40.0) -> np.ndarray:
@@ -112,7 +115,7 @@ MAX_AMPLITUDE = 2**31  # 32-bit integer PCM's full scale; float audio lies withi
 
 
 def _to_model_input(
-    name: str, data: np.ndarray, sr: int, target_sr: int, by: Resampler = resample_ratio
+    name: str, data: np.ndarray, sr: int, target_sr: int, resampler: Resampler = resample_ratio
 ) -> np.ndarray:
     """Mono at `target_sr`. Refused: non-finite samples, and samples beyond MAX_AMPLITUDE (a sample
     of 3e38 overflowed the feature extractors' float32 into NaN scores; the wav2vec2 normalisation
@@ -125,7 +128,7 @@ def _to_model_input(
             f"{name}: a sample of magnitude {peak:.3g}, the limit is {MAX_AMPLITUDE} "
             "(32-bit integer full scale; float audio lies within ±1)"
         )
-    return resample(to_mono(data), sr, target_sr, by)
+    return resample(to_mono(data), sr, target_sr, resampler)
 
 
 BLOCK_FRAMES = 2**18

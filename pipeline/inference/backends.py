@@ -4,12 +4,13 @@ install (ONNX Runtime only), the precision asked for, and the ONNX models to run
 from __future__ import annotations
 
 import importlib.util
+import tempfile
 from functools import cache
 from pathlib import Path
 
 from ..config import BACKENDS, PRECISIONS
 from ..errors import ConfigError, SerError
-from .onnx_model import ONNX_DIR, ONNX_FILES, has_onnx
+from .onnx_model import ONNX_DIR, ONNX_FILES, OnnxClassifier, has_onnx
 
 
 def check_precision(precision: str) -> None:
@@ -47,8 +48,6 @@ def default_device() -> str:
 def _exported_for_this_process(checkpoint: Path) -> Path:
     """A checkpoint without `onnx/`: exported once per process into a temporary directory (the full
     install only: the exporter is torch's)."""
-    import tempfile
-
     if not torch_installed():
         raise SerError(
             f"{checkpoint} has no {ONNX_DIR}/ models of its weights: run `ser export --checkpoint "
@@ -78,6 +77,4 @@ def onnx_classifier(checkpoint: str | Path, precision: str, device: str | None):
     if device not in (None, "cpu"):
         raise ConfigError(f"the onnx backend runs on the CPU, not {device}; use --backend torch there")
     precision = "fp32" if precision == "auto" else precision
-    from .onnx_model import OnnxClassifier
-
     return OnnxClassifier(onnx_file(checkpoint, precision), precision)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SerError, first_line
-from .onnx_model import ONNX_DIR
+from .onnx_model import ONNX_DIR, has_onnx
 from .predictor import checkpoint_labels
 
 DEFAULT_NAME = "ser-emotion"
@@ -46,8 +46,6 @@ def _test_metrics(checkpoint: Path) -> dict[str, Any]:
 
 def _write_onnx(checkpoint: Path) -> None:
     """The checkpoint's ONNX models into its `onnx/`, unless those of its weights are there."""
-    from .onnx_model import has_onnx
-
     if has_onnx(checkpoint):
         return
     from .onnx_export import export_onnx  # torch and transformers: not for `ser serve`'s start

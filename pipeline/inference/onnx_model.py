@@ -5,6 +5,7 @@ quantization of the matrix products, by `ser export`: `pipeline.inference.onnx_e
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +19,17 @@ FINGERPRINT = "weights.sha256"  # in onnx/: the digest of the weights the models
 
 
 def weights_digest(checkpoint: str | Path) -> str:
-    """The SHA-256 of a checkpoint's model.safetensors."""
+    """The SHA-256 of a checkpoint's model.safetensors, read once per version of the file (loading a
+    model asks twice: which backend, which file; a base-sized model's weights are 360 MB)."""
+    path = (Path(checkpoint) / "model.safetensors").resolve()
+    stat = path.stat()
+    return _file_digest(path, stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=8)
+def _file_digest(path: Path, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
-    with open(Path(checkpoint) / "model.safetensors", "rb") as weights:
+    with open(path, "rb") as weights:
         while block := weights.read(2**20):
             digest.update(block)
     return digest.hexdigest()

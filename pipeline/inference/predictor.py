@@ -96,20 +96,18 @@ class Predictor:
             from .backends import onnx_classifier
 
             classifier = onnx_classifier(checkpoint, precision, device)
-            front_end, labels = FrontEnd.from_pretrained(checkpoint), checkpoint_labels(checkpoint)
-        else:
-            if not torch_installed():
-                raise ConfigError(
-                    "the torch backend needs the full install (pip install 'ser-toolkit[train]'); "
-                    "this one runs --backend onnx"
-                )
-            from .torch_model import load_torch
-
-            model, extractor = load_torch(checkpoint, device)
-            return cls.from_model(
-                model, extractor, precision, *checkpoint_extras(checkpoint, labels_of(model))
+            labels = checkpoint_labels(checkpoint)
+            front_end = FrontEnd.from_pretrained(checkpoint)
+            return cls(classifier, front_end, labels, *checkpoint_extras(checkpoint, labels))
+        if not torch_installed():
+            raise ConfigError(
+                "the torch backend needs the full install (pip install 'ser-toolkit[train]'); "
+                "this one runs --backend onnx"
             )
-        return cls(classifier, front_end, labels, *checkpoint_extras(checkpoint, labels))
+        from .torch_model import load_torch
+
+        model, extractor = load_torch(checkpoint, device)
+        return cls.from_model(model, extractor, precision, *checkpoint_extras(checkpoint, labels_of(model)))
 
     @classmethod
     def from_model(
