@@ -47,7 +47,7 @@ import httpx
 import numpy as np
 import soundfile as sf
 import torch
-from servers import REPO_ROOT, background_server, cpu_model, export_to_store, free_port, running_service
+from servers import REPO_ROOT, alternative_server, cpu_model, export_to_store, running_service
 from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
 
 from pipeline.config import ModelConfig
@@ -210,27 +210,9 @@ def bench_model(kind: str, args, clips: list[bytes], tmp: Path) -> Measured:
             name = f"ours {backend} {precision}" + (" (default)" if server == DEFAULT_SERVER else "")
             results += measure(name, f"{url}/classify", clips, args.requests, args.concurrency)
             probabilities[name] = answers(f"{url}/classify", clips)
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "baseline_server:app",
-        "--app-dir",
-        str(REPO_ROOT / "scripts"),
-    ]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    with background_server(
-        command,
-        f"http://127.0.0.1:{port}/health",
-        tmp / kind / "baseline.log",
-        {"BASELINE_MODEL": str(checkpoint)},
-        300,
-    ):
-        results += measure(
-            "alternative", f"http://127.0.0.1:{port}/classify", clips, args.requests, args.concurrency
-        )
-        reference = answers(f"http://127.0.0.1:{port}/classify", clips)
+    with alternative_server(checkpoint, tmp / kind / "baseline.log") as (url, _):
+        results += measure("alternative", f"{url}/classify", clips, args.requests, args.concurrency)
+        reference = answers(f"{url}/classify", clips)
     differences = {}
     for name, found in probabilities.items() if head is None else ():  # the alternative has no head
         differences[name] = np.abs(found - reference).max()

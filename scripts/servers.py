@@ -161,3 +161,16 @@ def service_process(
         log_path = Path(bentoml_home) / f"server-{port}.log"
         with background_server(command, f"{url}/readyz", log_path, server_env, timeout) as proc:
             yield RunningService(url, proc.pid, log_path)
+
+
+@contextlib.contextmanager
+def alternative_server(checkpoint: str | Path, log_path: str | Path) -> Iterator[tuple[str, int]]:
+    """The straightforward alternative (`scripts/baseline_server.py`: FastAPI + `transformers.pipeline`)
+    on `checkpoint`, on a free loopback port; yields its base URL and process id."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "baseline_server:app", "--app-dir", f"{REPO_ROOT}/scripts"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    url = f"http://127.0.0.1:{port}"
+    env = {"BASELINE_MODEL": str(checkpoint)}
+    with background_server(command, f"{url}/health", log_path, env, 300) as proc:
+        yield url, proc.pid

@@ -1,4 +1,5 @@
-"""The API's request bodies, parsed and validated before an API method runs.
+"""The API's request bodies, parsed and validated before an API method runs; their options are
+`pipeline.inference.answers.Options`, the type the CLI and the demo use, turned into fields here.
 
 Parsed here rather than by BentoML 1.4 (>=1.4.30,<1.5, checked up to 1.4.40), whose multipart parser
 answers 500 to a text `audio` field (it fetches it as a URL), to an extra binary field (it parses it
@@ -7,26 +8,35 @@ endpoint into a 500 too.
 
 Strict: query parameters, unknown fields and repeated fields are refused (400) with a message that
 names the accepted fields; the OpenAPI schemas say so (`additionalProperties: false`). Every refusal
-is a pydantic ValidationError, which BentoML answers with 400 (`service/errors.py` turns its body
-into a readable `error`).
+is a pydantic ValidationError, which BentoML answers with 400 (`service/bentoml_fixes.py` turns its
+body into a readable `error`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import typing
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import bentoml
-from pydantic import BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationError, create_model
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 
 from pipeline.data.audio import MAX_SAMPLING_RATE, MIN_SAMPLING_RATE
-from pipeline.inference.answers import MIN_HOP_S, MIN_WINDOW_S
+from pipeline.errors import InputError, LimitError, OptionError
+from pipeline.inference.answers import Options
+
+
+def status_of(err: InputError) -> int:
+    """The HTTP status of a refused input: 422 for readable audio outside the limits or options no
+    clip could satisfy, 400 for audio that cannot be read."""
+    return 422 if isinstance(err, (LimitError, OptionError)) else 400
 
 
 def _not_a_bool(value: Any) -> Any:
@@ -37,33 +47,6 @@ def _not_a_bool(value: Any) -> Any:
 
 
 NotBool = BeforeValidator(_not_a_bool)
-
-
-def _described(text: str, **bounds: float) -> Any:
-    """A description, and bounds the schema documents but pydantic does not enforce: values outside
-    get the API's own 422 with its message (`pipeline.timeline.Options`, `pipeline.audio`)."""
-    return Field(description=text, json_schema_extra=bounds or None)
-
-
-TopK = Annotated[
-    int | None, NotBool, _described("answer only the k most probable labels, best first", minimum=1)
-]
-WindowS = Annotated[
-    float | None, NotBool, _described("add a timeline of windows this long (seconds)", minimum=MIN_WINDOW_S)
-]
-HopS = Annotated[
-    float | None, NotBool, _described("seconds between window starts (default: window_s)", minimum=MIN_HOP_S)
-]
-Segments = Annotated[
-    Literal["vad"] | None,
-    _described("vad: a timeline of speech segments (voice-activity detector), silence left out"),
-]
-Samples = Annotated[list[float] | list[list[float]], _described("mono, or frames of channels")]
-SamplingRate = Annotated[
-    int,
-    NotBool,
-    _described("samples per second", minimum=MIN_SAMPLING_RATE, maximum=MAX_SAMPLING_RATE),
-]
 
 
 def refusal(title: str, message: str) -> ValidationError:
@@ -128,18 +111,33 @@ class StrictInput(bentoml.IODescriptor):
             raise refusal(cls.__name__, f"unknown field(s) {names}: {cls._accepted()}") from None
 
 
-class ClipOptions(StrictInput):
-    """The options both classify endpoints take."""
+def _option_field(field: dataclasses.Field, kind: Any) -> tuple[Any, Any]:
+    """An `Options` field as a request field: its help, and its minimum, which the schema documents
+    and pydantic leaves to `Options.check` (the API's own 422 with its message)."""
+    choices = field.metadata.get("choices")
+    kind = Literal[choices] | None if choices else Annotated[kind, NotBool]
+    minimum = Options.MINIMUM.get(field.name)
+    extra = {"minimum": minimum} if minimum is not None else None
+    return kind, Field(field.default, description=field.metadata["help"], json_schema_extra=extra)
 
-    top_k: TopK = None
-    window_s: WindowS = None
-    hop_s: HopS = None
-    segments: Segments = None
+
+_OPTION_TYPES = typing.get_type_hints(Options)
+ClipOptions = create_model(
+    "ClipOptions",
+    __base__=StrictInput,
+    __doc__="The options both classify endpoints take: `pipeline.inference.answers.Options`.",
+    **{f.name: _option_field(f, _OPTION_TYPES[f.name]) for f in dataclasses.fields(Options)},
+)
+
+
+def options_of(request: bentoml.IODescriptor | dict) -> Options:
+    """The `Options` a request's fields give."""
+    fields = request if isinstance(request, dict) else dict(request)
+    return Options(**{f.name: fields[f.name] for f in dataclasses.fields(Options)})
 
 
 class AudioUpload(ClipOptions):
-    """Multipart form: the audio file (WAV, FLAC, OGG, MP3) in `audio`; optional `top_k`,
-    `window_s`, `hop_s` fields."""
+    """Multipart form: the audio file (WAV, FLAC, OGG, MP3) in `audio`, and the options."""
 
     audio: Path
 
@@ -173,10 +171,17 @@ class AudioUpload(ClipOptions):
 
 
 class SamplesInput(ClipOptions):
-    """JSON: `samples`, `sampling_rate`; optional `top_k`, `window_s`, `hop_s`."""
+    """JSON: `samples` (mono, or frames of channels) at `sampling_rate`, and the options."""
 
-    samples: Samples
-    sampling_rate: SamplingRate
+    samples: Annotated[list[float] | list[list[float]], Field(description="mono, or frames of channels")]
+    sampling_rate: Annotated[
+        int,
+        NotBool,
+        Field(
+            description="samples per second",
+            json_schema_extra={"minimum": MIN_SAMPLING_RATE, "maximum": MAX_SAMPLING_RATE},
+        ),
+    ]
 
     @classmethod
     async def from_http_request(cls, request: Request, serde: Any) -> SamplesInput:

@@ -19,29 +19,24 @@ from bentoml.exceptions import ServiceUnavailable
 from starlette.applications import Starlette
 
 from pipeline.data.audio import TARGET_SAMPLING_RATE, load_audio, load_samples
+from pipeline.data.wav_header import check_wav
 from pipeline.errors import InputError
 from pipeline.inference.answers import Options, classify_wave
 from pipeline.inference.export import stored_model
 from pipeline.inference.memory import settle_process
 from pipeline.inference.predictor import Predictor
-from service.dispatcher import Dispatcher
-from service.errors import JSONErrors, status_of
-from service.inputs import (
-    AudioUpload,
-    HopS,
-    NoInput,
-    Samples,
-    SamplesInput,
-    SamplingRate,
-    Segments,
-    TopK,
-    WindowS,
+from service.bentoml_fixes import (
+    DemoApp,
+    JSONErrors,
+    Route,
+    UploadLimit,
+    log_refusal,
+    log_refusals_as_warnings,
 )
-from service.limits import UploadLimit
-from service.logs import log_refusal, log_refusals_as_warnings
+from service.dispatcher import Dispatcher
+from service.inputs import AudioUpload, NoInput, SamplesInput, options_of, status_of
 from service.settings import SETTINGS
-from service.stream import Route, StreamEndpoint
-from service.wav_header import check_wav
+from service.stream import StreamEndpoint
 
 # Resolved at import: the demo shows its tag and labels, and `bentoml build` checks it exists.
 MODEL = stored_model(SETTINGS.model_tag)
@@ -70,34 +65,16 @@ def _answer(ctx: bentoml.Context, work: Callable[[], dict[str, Any]], upload: Pa
     return {"error": message}
 
 
-class DemoApp(Starlette):
-    """The Gradio demo as an ASGI app, built in the worker (`build`, from the service's __init__):
-    `bentoml serve`'s supervisor imports this module too, and Gradio alone takes 140 MB there.
-    A Starlette app with the demo's routes, whose lifespan runs the demo's (Gradio's queue): BentoML
-    1.4 routes to a mounted Starlette app by its routes, and runs a mounted app's lifespan only for
-    Starlette apps, after it has created the service."""
+def gradio_app(service: EmotionClassifier) -> Starlette:
+    """The Gradio demo on `service`'s model, as an ASGI app (mounted the way that works with
+    BentoML 1.4 and Gradio 6: `bentoml.gradio.mount_gradio_app` answers 500)."""
+    import gradio as gr
+    from fastapi import FastAPI
 
-    def __init__(self) -> None:
-        super().__init__(lifespan=lambda _: self.app.router.lifespan_context(self.app))
-        self.app = None
+    from demo.app import build_demo, example_clips
 
-    def build(self, service: EmotionClassifier) -> None:
-        # Mounted the way that works with BentoML 1.4 + Gradio 6 (bentoml.gradio.mount_gradio_app
-        # 500s); checked for BentoML >=1.4.30,<1.5 with Gradio >=6.0,<7 (up to 1.4.40 and 6.31).
-        import gradio as gr
-        from fastapi import FastAPI
-
-        from demo.app import build_demo, example_clips
-
-        demo = build_demo(service.classify_file, LABELS, str(MODEL.tag), example_clips(), live=service.model)
-        self.app = gr.mount_gradio_app(FastAPI(), demo, path="", max_file_size=SETTINGS.max_upload_bytes)
-
-    @property
-    def routes(self) -> list:
-        return self.app.routes if self.app else []
-
-    async def __call__(self, scope, receive, send) -> None:
-        await (super().__call__ if scope["type"] == "lifespan" else self.app)(scope, receive, send)
+    demo = build_demo(service.classify_file, LABELS, str(MODEL.tag), example_clips(), live=service.model)
+    return gr.mount_gradio_app(FastAPI(), demo, path="", max_file_size=SETTINGS.max_upload_bytes)
 
 
 ui = DemoApp()
@@ -125,7 +102,7 @@ class EmotionClassifier:
         )
         self.warm = False
         self.warming = threading.Lock()
-        ui.build(self)
+        ui.build(gradio_app(self))
 
     def __is_ready__(self) -> bool:
         """Ready once a warm-up clip has gone through the model: one warm-up, however many
@@ -158,15 +135,7 @@ class EmotionClassifier:
         return self.classify_wave(load_audio(path, max_seconds=SETTINGS.max_seconds), options)
 
     @bentoml.api(route="/classify", input_spec=AudioUpload)
-    def classify(
-        self,
-        audio: Path,
-        ctx: bentoml.Context,
-        top_k: TopK = None,
-        window_s: WindowS = None,
-        hop_s: HopS = None,
-        segments: Segments = None,
-    ) -> dict[str, Any]:
+    def classify(self, audio: Path, ctx: bentoml.Context, **options: Any) -> dict[str, Any]:
         """Classify an uploaded clip (WAV, FLAC, OGG or MP3, any sample rate, mono or stereo).
 
         Returns label, score, scores (probability per label), duration_s and model, plus segments
@@ -174,25 +143,17 @@ class EmotionClassifier:
         4xx answer, and a clip the busy model could not take in time a 503, with a JSON body
         `{"error": "..."}`.
         """
-        options = Options(top_k, window_s, hop_s, segments)
-        return _answer(ctx, lambda: self.classify_file(audio, options), audio)
+        return _answer(ctx, lambda: self.classify_file(audio, options_of(options)), audio)
 
     @bentoml.api(route="/classify_array", input_spec=SamplesInput)
     def classify_array(
-        self,
-        samples: Samples,
-        sampling_rate: SamplingRate,
-        ctx: bentoml.Context,
-        top_k: TopK = None,
-        window_s: WindowS = None,
-        hop_s: HopS = None,
-        segments: Segments = None,
+        self, samples: list, sampling_rate: int, ctx: bentoml.Context, **options: Any
     ) -> dict[str, Any]:
         """Classify audio already in memory: the same answer as /classify for the same samples."""
 
         def classify() -> dict[str, Any]:
             wave = load_samples(samples, sampling_rate, max_seconds=SETTINGS.max_seconds)
-            return self.classify_wave(wave, Options(top_k, window_s, hop_s, segments))
+            return self.classify_wave(wave, options_of(options))
 
         return _answer(ctx, classify)
 

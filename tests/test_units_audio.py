@@ -6,7 +6,7 @@ server or a subprocess:
   probabilities function standing in for the model;
 - `pipeline.audio`: decoding real files written to tmp_path, downmixing, resampling, and the
   AudioError (status and message) for each kind of bad audio;
-- `service.wav_header`: the WAV header checks, on bytes built here with `struct`.
+- `pipeline.data.wav_header`: the WAV header checks, on bytes built here with `struct`.
 """
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ from pipeline.data.audio import (
     to_mono,
     trim_silence,
 )
+from pipeline.data.wav_header import check_wav
 from pipeline.errors import AudioError, InputError
 from pipeline.inference.answers import MAX_WINDOWS, Options, classify_wave
 from pipeline.inference.timeline import window_starts
-from service.errors import status_of
-from service.wav_header import check_wav
+from service.inputs import status_of
 
 pytestmark = pytest.mark.fast
 
@@ -478,7 +478,7 @@ def test_a_path_that_is_not_a_file(tmp_path, where):
 
 
 def test_a_wav_whose_data_chunk_claims_more_than_it_holds_decodes_what_is_there():
-    """Why service.wav_header exists: libsndfile decodes the truncated file as if it were whole."""
+    """Why pipeline.data.wav_header exists: libsndfile decodes the truncated file as if it were whole."""
     lying = riff(fmt(), chunk(b"data", PCM, size=2 * len(PCM)))
     assert len(load_audio(lying)) == SR
 
@@ -705,7 +705,7 @@ def test_save_wav_writes_16_bit_pcm_that_loads_back(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------
-# service.wav_header
+# pipeline.data.wav_header
 # ---------------------------------------------------------------------------------------------------
 
 UNKNOWN = 0xFFFFFFFF

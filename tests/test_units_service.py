@@ -1,12 +1,12 @@
 """The service's pure logic, in this process: no server, subprocess, model or network.
 
-The ASGI middlewares (`service/limits.py`, `service/errors.py`) are driven with hand-made
+The ASGI middlewares (`service/bentoml_fixes.py`: UploadLimit, JSONErrors) are driven with hand-made
 `scope`/`receive`/`send`; the request parsing of `service/inputs.py` runs behind a tiny Starlette app
 that answers a pydantic ValidationError the way BentoML 1.4 does (400, `{"error": "N validation
 error for X", "detail": [...]}`), wrapped in both middlewares in the order `service/service.py` adds
 them. Also: the settings read from the environment, the run configuration's YAML and overrides
 (beyond tests/test_config.py), `pipeline.errors` (the WAV header check: tests/test_units_audio.py)
-and the log lines of refused requests (`service/logs.py`).
+and the log lines of refused requests (`service/bentoml_fixes.py`).
 """
 
 from __future__ import annotations
@@ -38,10 +38,16 @@ from pipeline.errors import (
     first_line,
     seconds_past,
 )
-from service.errors import SHOWN_PROBLEMS, JSONErrors, readable_error, status_of
-from service.inputs import CUT_OFF, AudioUpload, NoInput, SamplesInput, _upload_name, refusal
-from service.limits import UploadLimit
-from service.logs import BENTOML_ERRORS, RefusalsAsWarnings, log_refusals_as_warnings
+from service.bentoml_fixes import (
+    BENTOML_ERRORS,
+    SHOWN_PROBLEMS,
+    JSONErrors,
+    RefusalsAsWarnings,
+    UploadLimit,
+    log_refusals_as_warnings,
+    readable_error,
+)
+from service.inputs import CUT_OFF, AudioUpload, NoInput, SamplesInput, _upload_name, refusal, status_of
 from service.settings import Settings
 
 pytestmark = pytest.mark.fast
@@ -164,7 +170,7 @@ def answering(status: int, *bodies: bytes, headers: list[tuple[bytes, bytes]] = 
     return app
 
 
-# --- service/limits.py: UploadLimit --------------------------------------------------------------------
+# --- service/bentoml_fixes.py: UploadLimit ----------------------------------------------------------------
 
 
 def limited(app, max_bytes: int = LIMIT, **kwargs) -> UploadLimit:
@@ -311,7 +317,7 @@ def test_non_http_scopes_pass_through_untouched(scope):
     assert client.sent == [] and client.receive_calls == 0
 
 
-# --- service/errors.py: readable_error and JSONErrors --------------------------------------------
+# --- service/bentoml_fixes.py: readable_error and JSONErrors ----------------------------------------
 
 
 def validation_body(*problems: dict, title: str = "SamplesInput") -> bytes:
@@ -1212,7 +1218,7 @@ def test_first_line(err, line):
     assert first_line(err) == line
 
 
-# --- service/logs.py: what BentoML logs as "Exception on <path> [<method>]" --------------------------
+# --- service/bentoml_fixes.py: what BentoML logs as "Exception on <path> [<method>]" ---------------
 
 
 def logged_by_bentoml(exc: Exception, path: str = "/classify_array") -> str:

@@ -1,17 +1,19 @@
-"""Every answer of `ser predict`, the REST API and the demo: a whole clip's emotion or a timeline
-(fixed windows or speech segments) plus its aggregate. One function builds them, so all three agree."""
+"""Every answer of `ser predict`, the REST API, the live stream and the demo: a whole clip's emotion
+or a timeline (fixed windows or speech segments) plus its aggregate. One builder (`Answers`) makes
+them, so all of them agree."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import numpy as np
 
 from ..arguments import option
 from ..errors import LimitError, OptionError, seconds_past
-from .timeline import SEGMENT_WINDOW_S, Span, Spans
+from .timeline import SEGMENT_WINDOW_S, Span, Spans, WholeRecording, classify_blocks
 from .vad import VadConfig
 
 MIN_SECONDS = 0.1  # shorter clips do not fill the encoder's receptive field
@@ -55,6 +57,7 @@ class Options:
         "vad: a timeline of speech segments (voice-activity detector), silence left out",
         choices=SEGMENTS,
     )
+    MINIMUM: ClassVar[dict[str, float]] = {"top_k": 1, "window_s": MIN_WINDOW_S, "hop_s": MIN_HOP_S}
 
     def check(self, n_labels: int) -> None:
         """Raise OptionError for values no clip could satisfy."""
@@ -74,8 +77,10 @@ class Options:
         return self.window_s is not None or self.segments is not None
 
     def spans(self, sampling_rate: int, vad: VadConfig | None = None) -> Spans:
-        """The spans this timeline classifies, for a recording at `sampling_rate` (windows of at
-        most `MAX_SPAN_S`)."""
+        """The spans to classify in a recording at `sampling_rate`: the whole of it without a
+        timeline, else windows of at most `MAX_SPAN_S`."""
+        if not self.timeline:
+            return WholeRecording()
         window_s = self.window_s or SEGMENT_WINDOW_S
         window = round(min(window_s, MAX_SPAN_S) * sampling_rate)
         hop = round(min(self.hop_s or window_s, MAX_SPAN_S) * sampling_rate)
@@ -91,41 +96,80 @@ def answer(probabilities: np.ndarray, labels: list[str], top_k: int | None) -> d
     return prediction
 
 
-def segment_answer(
-    span: Span, row: np.ndarray, sampling_rate: int, labels: list[str], top_k: int | None
-) -> dict:
-    start, end = span
-    return {
-        "start": round(start / sampling_rate, 3),
-        "end": round(end / sampling_rate, 3),
-        **answer(row, labels, top_k),
-    }
-
-
-class Overall:
-    """The recording's answer from its spans: their probabilities' mean, weighted by duration
-    (plain for fixed windows, which all have one length)."""
-
-    def __init__(self):
-        self.total, self.seconds, self.count = 0.0, 0.0, 0
-
-    def add(self, span: Span, row: np.ndarray) -> None:
-        self.total = self.total + row * (span[1] - span[0])
-        self.seconds += span[1] - span[0]
-        self.count += 1
-
-    def answer(self, labels: list[str], top_k: int | None) -> dict:
-        if not self.seconds:
-            raise LimitError(
-                "no speech found (voice-activity detector); leave out segments to classify the whole clip"
-            )
-        return answer(self.total / self.seconds, labels, top_k)
-
-
 def check_duration(seconds: float) -> None:
     if seconds < MIN_SECONDS:
         shown = seconds_past(seconds, 3, up=False)
         raise LimitError(f"audio is {shown} s long, the minimum is {MIN_SECONDS:g} s")
+
+
+class Answers:
+    """The one builder of answers, for a clip, a recording read in blocks and a live stream: each
+    classified span's answer as it comes (`span`), and the recording's (`overall`): the mean of its
+    spans' probabilities weighted by duration (plain for fixed windows, which all have one length;
+    a single span's own)."""
+
+    def __init__(self, labels: list[str], sampling_rate: int, top_k: int | None = None):
+        self.labels, self.sr, self.top_k = labels, sampling_rate, top_k
+        self.total, self.samples, self.count, self.row = 0.0, 0, 0, None
+
+    def span(self, span: Span, row: np.ndarray) -> dict:
+        """{start, end, label, score, scores} of `span` (samples), counted in the overall answer."""
+        start, end = span
+        self.total = self.total + row * (end - start)
+        self.samples += end - start
+        self.count += 1
+        self.row = row
+        return {"start": round(start / self.sr, 3), "end": round(end / self.sr, 3), **self.answer(row)}
+
+    def answer(self, row: np.ndarray) -> dict:
+        return answer(row, self.labels, self.top_k)
+
+    def overall(self, samples: int) -> dict:
+        """{label, score, scores, duration_s} of a recording of `samples` samples."""
+        if not self.samples:
+            raise LimitError(
+                "no speech found (voice-activity detector); leave out segments to classify the whole clip"
+            )
+        mean = self.row if self.count == 1 else self.total / self.samples
+        return {**self.answer(mean), "duration_s": round(samples / self.sr, 3)}
+
+
+def answer_blocks(
+    blocks: Iterable[np.ndarray],
+    sampling_rate: int,
+    labels: list[str],
+    probabilities: Callable[[list[np.ndarray]], np.ndarray],
+    options: Options = Options(),
+    vad: VadConfig | None = None,
+    batch_size: int | None = 16,
+    write: Callable[[dict], None] | None = None,
+) -> dict:
+    """The answer for the recording `blocks` (a clip is a recording of one block): {label, score,
+    scores, duration_s}, plus its timeline when `options` asks for one: `segments`, or, with
+    `write`, each segment written as it is known and their number in `segments_written`.
+
+    `probabilities(waves)` returns one row per wave (a Predictor's, or the service's dispatcher);
+    `batch_size` spans go together, None: all of them in one call at the end (at most MAX_WINDOWS).
+    """
+    options.check(len(labels))
+    samples, segments = 0, []
+
+    def counted() -> Iterator[np.ndarray]:
+        nonlocal samples
+        for block in blocks:
+            samples += len(block)
+            yield block
+        check_duration(samples / sampling_rate)
+
+    found = Answers(labels, sampling_rate, options.top_k)
+    spans = options.spans(sampling_rate, vad)
+    limit = MAX_WINDOWS if batch_size is None else None
+    for span, row in classify_blocks(counted(), spans, probabilities, batch_size, limit):
+        segment = found.span(span, row)
+        if options.timeline:
+            (write or segments.append)(segment)
+    timeline = {"segments_written": found.count} if write else {"segments": segments}
+    return {**found.overall(samples), **(timeline if options.timeline else {})}
 
 
 def classify_wave(
@@ -135,31 +179,5 @@ def classify_wave(
     probabilities: Callable[[list[np.ndarray]], np.ndarray],
     options: Options = Options(),
 ) -> dict:
-    """{label, score, scores, duration_s} for `wave`, plus `segments` when a timeline is asked for.
-
-    `probabilities(waves)` returns one row per wave (a Predictor's, or the service's dispatcher),
-    called once. With a timeline, the clip-level answer is the mean of its spans' probabilities.
-    """
-    options.check(len(labels))
-    duration = len(wave) / sampling_rate
-    check_duration(duration)
-    if not options.timeline:
-        return {
-            **answer(np.asarray(probabilities([wave]))[0], labels, options.top_k),
-            "duration_s": round(duration, 3),
-        }
-    spans = options.spans(sampling_rate)
-    found = spans.feed(wave) + spans.finish()
-    if len(found) > MAX_WINDOWS:
-        raise OptionError(f"{len(found)} windows: the limit is {MAX_WINDOWS}; use a longer hop_s")
-    rows = np.asarray(probabilities([wave[s:e] for s, e in found])) if found else []
-    overall = Overall()
-    for span, row in zip(found, rows):
-        overall.add(span, row)
-    return {
-        **overall.answer(labels, options.top_k),
-        "duration_s": round(duration, 3),
-        "segments": [
-            segment_answer(span, row, sampling_rate, labels, options.top_k) for span, row in zip(found, rows)
-        ],
-    }
+    """The answer for a clip held in memory: its spans in one call."""
+    return answer_blocks([wave], sampling_rate, labels, probabilities, options, batch_size=None)

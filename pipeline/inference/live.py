@@ -12,7 +12,7 @@ import numpy as np
 from ..arguments import option
 from ..data.audio import TARGET_SAMPLING_RATE
 from ..data.blocks import BlockResampler
-from .answers import MIN_SECONDS, Overall, answer
+from .answers import MIN_SECONDS, Answers
 from .vad import SpeechDetector
 
 
@@ -42,20 +42,13 @@ class LiveSession:
         self.heard = 0  # samples up to the end of the last speech segment found
         self.received = 0
         self.next_update = self.step
-        self.overall = Overall()
+        self.answers = Answers(labels, target_sr)
 
     def _update(self) -> dict:
         start = self.received - len(self.recent)
         row = np.asarray(self.probabilities([self.recent]))[0]
-        self.overall.add((start, self.received), row)
         speech = self.speech.in_speech or self.heard > start
-        return {
-            "type": "update",
-            "start": round(start / self.sr, 3),
-            "end": round(self.received / self.sr, 3),
-            "speech": bool(speech),
-            **answer(row, self.labels, None),
-        }
+        return {"type": "update", **self.answers.span((start, self.received), row), "speech": bool(speech)}
 
     def _append(self, samples: np.ndarray) -> None:
         self.received += len(samples)
@@ -77,13 +70,9 @@ class LiveSession:
         """{type: summary, duration_s, updates} and, when anything was answered, the mean of the
         answers' probabilities (label, score, scores)."""
         self._append(self.resampler.finish())
-        if not self.overall.count and len(self.recent) >= MIN_SECONDS * self.sr:
+        if not self.answers.count and len(self.recent) >= MIN_SECONDS * self.sr:
             self._update()  # a stream shorter than one step still gets its answer
-        result = {
-            "type": "summary",
-            "duration_s": round(self.received / self.sr, 3),
-            "updates": self.overall.count,
-        }
-        if self.overall.count:
-            result.update(self.overall.answer(self.labels, None))
-        return result
+        result = {"type": "summary", "duration_s": round(self.received / self.sr, 3)}
+        if self.answers.count:
+            result.update(self.answers.overall(self.received))
+        return {**result, "updates": self.answers.count}

@@ -11,15 +11,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from ..data.audio import decoder_messages_silenced, header_seconds, load_audio
 from ..data.blocks import audio_blocks
 from ..errors import LimitError, OptionError
-from .answers import Options, Overall, check_duration, classify_wave, segment_answer
+from .answers import Options, answer_blocks, classify_wave
 from .memory import settle_process
 from .predictor import Predictor
-from .timeline import classify_blocks
 from .vad import VadConfig
 
 OUTPUT_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv"}
@@ -72,32 +72,21 @@ def predict_recording(
     vad: VadConfig | None = None,
     batch_size: int = 16,
 ) -> dict:
-    """The answer for the recording at `path` with its timeline (`options` asks for one): the
-    segments in the answer, or, with a `writer`, written there and counted in `segments_written`."""
-    sr, labels = predictor.sampling_rate, predictor.labels
-    spans = options.spans(sr, vad)
-    overall, segments, seconds = Overall(), [], 0.0
-    with tqdm(
-        total=round(header_seconds(path), 1) or None, unit="s", desc=Path(path).name, disable=None
-    ) as bar:
+    """The answer for the recording at `path`, read in blocks, with its timeline (`options` asks
+    for one): the segments in the answer, or, with a `writer`, written there as they are known."""
+    sr = predictor.sampling_rate
+    total = round(header_seconds(path), 1) or None
+    with tqdm(total=total, unit="s", desc=Path(path).name, disable=None) as bar:
 
-        def blocks():
-            nonlocal seconds
+        def blocks() -> Iterator[np.ndarray]:
             for block in audio_blocks(path, sr):
-                seconds += len(block) / sr
                 bar.update(round(len(block) / sr, 1))
                 yield block
-            check_duration(seconds)
 
-        for span, row in classify_blocks(blocks(), spans, predictor.probabilities, batch_size):
-            overall.add(span, row)
-            segment = segment_answer(span, row, sr, labels, options.top_k)
-            if writer is None:
-                segments.append(segment)
-            else:
-                writer.write(path, segment)
-    timeline = {"segments": segments} if writer is None else {"segments_written": overall.count}
-    return {**overall.answer(labels, options.top_k), "duration_s": round(seconds, 3), **timeline}
+        write = writer and (lambda segment: writer.write(path, segment))
+        return answer_blocks(
+            blocks(), sr, predictor.labels, predictor.probabilities, options, vad, batch_size, write
+        )
 
 
 def predict_files(

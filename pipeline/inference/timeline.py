@@ -1,6 +1,7 @@
 """The spans of a recording to classify, found block by block: speech segments (a voice-activity
 detector, long ones cut into windows) or fixed windows. The same spans whether the recording comes
-whole (`classify_wave`) or in blocks (`classify_blocks`, for files of any length)."""
+whole (a clip: one block) or in blocks (a file of any length); without a timeline, the whole
+recording is one span."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from itertools import chain
 
 import numpy as np
 
+from ..errors import OptionError
 from .vad import SpeechDetector, VadConfig, split_long
 
 # A speech segment longer than this (or than window_s, when given) is cut into such windows: about
@@ -66,6 +68,23 @@ class Spans:
         return min(self.next_start, max(0, self.seen - self.window))
 
 
+class WholeRecording:
+    """The recording as one span, known at its end (a clip's answer without a timeline)."""
+
+    def __init__(self):
+        self.seen = 0
+
+    def feed(self, block: np.ndarray) -> list[Span]:
+        self.seen += len(block)
+        return []
+
+    def finish(self) -> list[Span]:
+        return [(0, self.seen)]
+
+    def earliest(self) -> int:
+        return 0
+
+
 class Recent:
     """The samples of a recording from some point on: appended block by block, dropped from the front."""
 
@@ -92,21 +111,28 @@ class Recent:
 
 def classify_blocks(
     blocks: Iterable[np.ndarray],
-    spans: Spans,
+    spans: Spans | WholeRecording,
     probabilities: Callable[[list[np.ndarray]], np.ndarray],
-    batch_size: int = 16,
+    batch_size: int | None = 16,
+    max_spans: int | None = None,
 ) -> Iterator[tuple[Span, np.ndarray]]:
     """((start, end), class probabilities) of each span of the recording `blocks`, in order, holding
-    only the samples that later spans may still need."""
-    recent, pending = Recent(), []
+    only the samples that later spans may still need. `batch_size` spans per call (None: all in one
+    call at the end); more than `max_spans` spans are refused before the model sees them."""
+    recent, pending, found = Recent(), [], 0
     for block in chain(blocks, [None]):
         if block is None:
-            pending += spans.finish()
+            new = spans.finish()
         else:
             recent.append(block)
-            pending += spans.feed(block)
-        while pending and (len(pending) >= batch_size or block is None):
-            group, pending = pending[:batch_size], pending[batch_size:]
+            new = spans.feed(block)
+        found += len(new)
+        if max_spans is not None and found > max_spans:
+            raise OptionError(f"{found} windows: the limit is {max_spans}; use a longer hop_s")
+        pending += new
+        while pending and (block is None or batch_size is not None and len(pending) >= batch_size):
+            size = batch_size or len(pending)
+            group, pending = pending[:size], pending[size:]
             rows = np.asarray(probabilities([recent.span(s, e) for s, e in group]))
             yield from zip(group, rows)
         if block is not None:

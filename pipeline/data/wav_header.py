@@ -10,8 +10,8 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from pipeline.data.audio import check_format
-from pipeline.errors import AudioError, LimitError, seconds_past
+from ..errors import AudioError, LimitError, seconds_past
+from .audio import check_format
 
 RIFF_HEADER = struct.Struct("<4sI4s")
 CHUNK_HEADER = struct.Struct("<4sI")
