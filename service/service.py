@@ -84,7 +84,7 @@ ui = DemoApp()
 stream = StreamEndpoint(lambda: bentoml.get_current_service().model, LABELS, SETTINGS)
 
 
-@bentoml.service(threads=8)
+@bentoml.service(threads=SETTINGS.threads)
 @bentoml.asgi_app(ui, path="/ui")
 class EmotionClassifier:
     """Speech emotion recognition with the checkpoint registered as SER_MODEL_TAG."""

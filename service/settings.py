@@ -40,6 +40,7 @@ class Settings:
     precision: str  # SER_PRECISION: auto (bf16 for large models where native, else fp32), fp32, bf16, int8
     device: str  # SER_DEVICE: where the model runs (default: cuda when a GPU is visible, else cpu)
     backend: str = "auto"  # SER_BACKEND: auto (onnx on the CPU, torch on a GPU), onnx, torch
+    threads: int = 4  # SER_THREADS: request threads (decoding, front end, functionals, answers)
     # The streaming endpoint (/stream): beyond each bound a stream is closed, with the reason.
     stream_max_open: int = 8  # SER_STREAM_MAX_OPEN: streams open at once
     stream_max_seconds: float = 600.0  # SER_STREAM_MAX_SECONDS: audio per stream
@@ -57,6 +58,7 @@ class Settings:
             precision=_env_choice("SER_PRECISION", PRECISIONS),
             device=os.environ.get("SER_DEVICE") or default_device(),
             backend=_env_choice("SER_BACKEND", BACKENDS),
+            threads=int(_env_number("SER_THREADS", 4)),
             stream_max_open=int(_env_number("SER_STREAM_MAX_OPEN", 8)),
             stream_max_seconds=_env_number("SER_STREAM_MAX_SECONDS", 600.0),
             stream_idle_s=_env_number("SER_STREAM_IDLE_S", 10.0),
@@ -64,8 +66,9 @@ class Settings:
         )
 
     def __post_init__(self) -> None:
-        if self.max_batch_size < 1:
-            raise ConfigError(f"SER_MAX_BATCH_SIZE must be 1 or more, got {self.max_batch_size}")
+        for name in ("max_batch_size", "threads"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"SER_{name.upper()} must be 1 or more, got {getattr(self, name)}")
 
 
 SETTINGS = Settings.from_env()

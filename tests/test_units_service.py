@@ -974,6 +974,7 @@ SER_VARIABLES = [
     "SER_PRECISION",
     "SER_DEVICE",
     "SER_BACKEND",
+    "SER_THREADS",
 ]
 
 
@@ -1031,6 +1032,7 @@ def test_the_device_defaults_to_cuda_where_a_gpu_is_visible(env, monkeypatch):
         ("SER_PRECISION", "bf16", "precision", "bf16"),
         ("SER_DEVICE", "cuda:1", "device", "cuda:1"),
         ("SER_BACKEND", "onnx", "backend", "onnx"),
+        ("SER_THREADS", "16", "threads", 16),
     ],
 )
 def test_each_variable_sets_its_field(env, name, value, field, expected):
@@ -1052,6 +1054,7 @@ def test_each_variable_sets_its_field(env, name, value, field, expected):
         ("SER_PRECISION", "fp16", "SER_PRECISION must be one of auto, fp32, bf16, int8, got 'fp16'"),
         ("SER_BACKEND", "ort", "SER_BACKEND must be one of auto, onnx, torch, got 'ort'"),
         ("SER_MAX_BATCH_SIZE", "0", "SER_MAX_BATCH_SIZE must be 1 or more, got 0"),
+        ("SER_THREADS", "0", "SER_THREADS must be 1 or more, got 0"),
         ("SER_MAX_BATCH_SIZE", "-3", "SER_MAX_BATCH_SIZE must be a finite number, 0 or more, got '-3'"),
     ],
 )
