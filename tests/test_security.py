@@ -9,6 +9,7 @@ import os
 import pickle
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
@@ -321,6 +322,30 @@ def _type_names(annotation: ast.AST, aliases: dict[str, ast.AST], seen=()) -> se
     return names
 
 
+def _made_models(modules: dict[str, ast.Module]) -> dict[str, str]:
+    """`name = create_model(..., __base__=Base)` assignments of the service: name -> Base."""
+    return {
+        target.id: _dotted(keyword.value)
+        for tree in modules.values()
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and isinstance(node.value, ast.Call)
+        and _dotted(node.value.func).endswith("create_model")
+        for target in node.targets
+        if isinstance(target, ast.Name)
+        for keyword in node.value.keywords
+        if keyword.arg == "__base__"
+    }
+
+
+def _plain_types(annotation) -> set:
+    """The types an annotation admits, outside Literal (whose values are fixed)."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return set()
+    args = typing.get_args(annotation)
+    return set().union(*map(_plain_types, args)) if args else {annotation}
+
+
 def _is_api(function: ast.FunctionDef) -> bool:
     return any(
         _dotted(d.func if isinstance(d, ast.Call) else d).endswith("api") for d in function.decorator_list
@@ -347,6 +372,7 @@ def test_no_service_api_takes_a_path_string_from_the_request():
     # Path parameters are uploads: request bodies are IODescriptors whose Path fields BentoML fills
     # with a temporary copy of the uploaded bytes, and their parsers never build a path themselves.
     classes = [node for tree in modules.values() for node in ast.walk(tree) if isinstance(node, ast.ClassDef)]
+    made = _made_models(modules)  # `X = create_model(..., __base__=Y)`: name -> base
     descriptors: dict[str, ast.ClassDef] = {}
     while True:  # subclasses of bentoml.IODescriptor, and of those
         more = {
@@ -354,11 +380,17 @@ def test_no_service_api_takes_a_path_string_from_the_request():
             for c in classes
             if any(_dotted(b).endswith("IODescriptor") or _dotted(b) in descriptors for b in c.bases)
         }
+        more |= {name: descriptors[base] for name, base in made.items() if base in descriptors}
         if more.keys() <= descriptors.keys():
             break
         descriptors |= more
-    assert {"AudioUpload", "SamplesInput"} <= descriptors.keys()
-    descriptors = list(descriptors.values())
+    assert {"AudioUpload", "SamplesInput"} <= descriptors.keys() and "ClipOptions" in made
+    import service.inputs
+
+    for name in made:  # fields made at import: checked on the model itself
+        for field, info in getattr(service.inputs, name).model_fields.items():
+            assert str not in _plain_types(info.annotation), f"{name}.{field} takes a string"
+    descriptors = [cls for name, cls in descriptors.items() if name not in made]
     for cls in descriptors:
         for node in ast.walk(cls):
             if isinstance(node, ast.AnnAssign):
