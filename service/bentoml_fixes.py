@@ -9,14 +9,22 @@
 - `RefusalsAsWarnings`: BentoML logs every exception an API raises as `Exception on <path>
   [<method>]` at ERROR with a traceback, refused requests included; those become one WARNING line.
 - `Route`: a WebSocket endpoint at a path of its own (a mounted app answers only `path/`).
+- `GetAsPost`: BentoML routes an API by POST only; `GET /info` is answered as `POST /info`.
+- `RewrittenJSON`: BentoML's OpenAPI document (`/docs.json`) declares 200, 400, 404 and 500 for
+  every API, names the version "None" and knows no WebSocket; it is completed on its way out.
 - `DemoApp`: the Gradio demo, mounted as a Starlette app built in the worker only.
+- `bound_metric_paths`: BentoML labels its request metrics with the raw path, so every path a
+  client makes up became a series of its own on `/metrics`, for good (300 random paths: 6 KB to
+  1.2 MB); they are labelled by the route they match instead.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import re
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -26,6 +34,7 @@ from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 VALIDATION_SUMMARY = re.compile(r"\d+ validation errors? for ")
@@ -72,11 +81,35 @@ def readable_error(status: int, body: bytes, content_type: str, method: str, pat
     return data
 
 
-def _json_start(start: Message, body: bytes) -> Message:
-    """`start` with the headers of a JSON body of `body`'s length."""
-    kept = [(k, v) for k, v in start["headers"] if k.lower() not in (b"content-type", b"content-length")]
-    length = str(len(body)).encode()
-    return {**start, "headers": [*kept, (b"content-type", b"application/json"), (b"content-length", length)]}
+def rewriting(send: Send, hold: Callable[[int], bool], rewrite: Callable[[Message, bytes], bytes]) -> Send:
+    """`send`, but a response whose status `hold` picks goes out as a JSON body `rewrite(start,
+    body)` of its start message and whole body."""
+    start: Message | None = None
+    chunks: list[bytes] = []
+
+    async def rewriting_send(message: Message) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start" and hold(message["status"]):
+            start = message  # held back until the whole body is known
+        elif start is None or message["type"] != "http.response.body":
+            await send(message)
+        else:
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                body = rewrite(start, b"".join(chunks))
+                kept = [
+                    (k, v)
+                    for k, v in start["headers"]
+                    if k.lower() not in (b"content-type", b"content-length")
+                ]
+                json_headers = [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", b"%d" % len(body)),
+                ]
+                await send({**start, "headers": kept + json_headers})
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    return rewriting_send
 
 
 class JSONErrors:
@@ -95,32 +128,14 @@ class JSONErrors:
         if self._skips(scope):
             await self.app(scope, receive, send)
             return
-        start: Message | None = None
-        chunks: list[bytes] = []
 
-        async def rewriting_send(message: Message) -> None:
-            nonlocal start
-            if message["type"] == "http.response.start" and message["status"] >= 400:
-                start = message  # held back until the whole body is known
-            elif start is None or message["type"] != "http.response.body":
-                await send(message)
-            else:
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body", False):
-                    headers = Headers(raw=start["headers"])
-                    error = readable_error(
-                        start["status"],
-                        b"".join(chunks),
-                        headers.get("content-type", ""),
-                        scope["method"],
-                        scope["path"],
-                        headers.get("allow", ""),
-                    )
-                    body = json.dumps(error).encode()
-                    await send(_json_start(start, body))
-                    await send({"type": "http.response.body", "body": body, "more_body": False})
+        def readable(start: Message, body: bytes) -> bytes:
+            headers = Headers(raw=start["headers"])
+            content_type, allow = headers.get("content-type", ""), headers.get("allow", "")
+            error = readable_error(start["status"], body, content_type, scope["method"], scope["path"], allow)
+            return json.dumps(error).encode()
 
-        await self.app(scope, receive, rewriting_send)
+        await self.app(scope, receive, rewriting(send, lambda status: status >= 400, readable))
 
 
 class UploadLimit:
@@ -217,6 +232,83 @@ class Route:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         target = self.endpoint if scope["type"] != "lifespan" and scope["path"] == self.path else self.app
         await target(scope, receive, send)
+
+
+class GetAsPost:
+    """ASGI middleware: `GET path` (for each of `paths`) goes to the app as `POST path`, and a 405
+    for those paths says that both are allowed."""
+
+    def __init__(self, app: ASGIApp, paths: tuple[str, ...]):
+        self.app, self.paths = app, paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+
+        async def allowing_get(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 405:
+                headers = [(k, v) for k, v in message["headers"] if k.lower() != b"allow"]
+                message = {**message, "headers": [*headers, (b"allow", b"GET, POST")]}
+            await send(message)
+
+        method = "POST" if scope["method"] == "GET" else scope["method"]
+        await self.app({**scope, "method": method}, receive, allowing_get)
+
+
+class RewrittenJSON:
+    """ASGI middleware: the JSON answer to `GET path` goes out as `rewrite(answer)`."""
+
+    def __init__(self, app: ASGIApp, path: str, rewrite: Callable[[Any], Any]):
+        self.app, self.path, self.rewrite = app, path, rewrite
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and scope["path"] == self.path:
+            send = rewriting(send, lambda status: status == 200, self._rewritten)
+        await self.app(scope, receive, send)
+
+    def _rewritten(self, start: Message, body: bytes) -> bytes:
+        return json.dumps(self.rewrite(json.loads(body))).encode()
+
+
+UNKNOWN_PATH = "/<unknown>"
+
+
+def route_label(scope: Scope, extra: tuple[str, ...] = ()) -> str:
+    """The path a request's metrics are labelled with: the path of the app's route it matches (a
+    mount's prefix for everything under it), one of `extra` (paths a middleware serves), or
+    UNKNOWN_PATH."""
+    app = scope.get("app")  # the Starlette app, set before its middleware runs
+    if scope["path"] in extra:
+        return scope["path"]
+    for route in app.router.routes if app is not None else ():
+        if route.matches(scope)[0] is not Match.NONE:
+            return getattr(route, "path", UNKNOWN_PATH)
+    return UNKNOWN_PATH
+
+
+def bound_metric_paths(extra: tuple[str, ...] = ()) -> None:
+    """BentoML's metrics middleware sees each request under its `route_label`, the app still gets
+    the request as sent (once per process)."""
+    from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware as Metrics
+
+    counted = Metrics.__call__
+    if getattr(counted, "bounded", False):
+        return
+
+    async def labelled(self: Metrics, scope: Scope, receive: Receive, send: Send) -> None:
+        label = route_label(scope, extra) if scope["type"] in ("http", "websocket") else None
+        if label in (None, scope.get("path")):
+            await counted(self, scope, receive, send)
+            return
+        if not self._is_setup:
+            self._setup()
+        relabelled, app = copy.copy(self), self.app
+        relabelled.app = lambda _, receive, send: app(scope, receive, send)
+        await counted(relabelled, {**scope, "path": label}, receive, send)
+
+    labelled.bounded = True
+    Metrics.__call__ = labelled
 
 
 class DemoApp(Starlette):

@@ -22,6 +22,10 @@ BATCH_REQUESTS = bentoml.metrics.Histogram(
     documentation="requests merged into one model call",
     buckets=(1, 2, 4, 8, 16, 32, 64),
 )
+# Calls waiting for the model now (`ser_model_queue`).
+QUEUE = bentoml.metrics.Gauge(
+    name="ser_model_queue", documentation="calls waiting for the model", multiprocess_mode="livesum"
+)
 
 
 class MergeRule:
@@ -77,6 +81,7 @@ class Dispatcher:
         call = _Call(waves)
         with self.ready:
             self.queue.append(call)
+            QUEUE.inc()
             self.ready.notify()
         return call.answer
 
@@ -90,6 +95,7 @@ class Dispatcher:
             batch, clips, now = [], 0, time.monotonic()
             while self.queue and (not batch or merge and clips + len(self.queue[0].waves) <= self.max_clips):
                 call = self.queue.popleft()
+                QUEUE.dec()
                 if now - call.queued > self.max_wait_s:
                     call.answer.set_exception(ServiceUnavailable("waited too long for the model"))
                     continue

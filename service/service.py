@@ -17,6 +17,7 @@ import bentoml
 import numpy as np
 from bentoml.exceptions import ServiceUnavailable
 from starlette.applications import Starlette
+from starlette.responses import JSONResponse
 
 from pipeline.data.audio import TARGET_SAMPLING_RATE, load_audio, load_samples
 from pipeline.data.wav_header import check_wav
@@ -27,14 +28,18 @@ from pipeline.inference.memory import settle_process
 from pipeline.inference.predictor import Predictor
 from service.bentoml_fixes import (
     DemoApp,
+    GetAsPost,
     JSONErrors,
+    RewrittenJSON,
     Route,
     UploadLimit,
+    bound_metric_paths,
     log_refusal,
     log_refusals_as_warnings,
 )
 from service.dispatcher import Dispatcher
 from service.inputs import AudioUpload, NoInput, SamplesInput, options_of, status_of
+from service.responses import Answer, Functionals, Info, complete_openapi
 from service.settings import SETTINGS
 from service.stream import StreamEndpoint
 
@@ -47,14 +52,15 @@ BUSY = (
     "(SER_MAX_LATENCY_MS); try again later"
 )
 log_refusals_as_warnings()
+bound_metric_paths(extra=("/stream",))
 
 
-def _answer(ctx: bentoml.Context, work: Callable[[], dict[str, Any]], upload: Path | None = None) -> dict:
+def _answer(ctx: bentoml.Context, work: Callable[[], dict[str, Any]], upload: Path | None = None) -> Answer:
     """`work()`'s answer, or an error answer logged as one warning line: 4xx for a refused input
     (an upload is called "upload", not by the path of the server's temporary copy), 503 for a clip
     the dispatcher refused after it waited SER_MAX_LATENCY_MS."""
     try:
-        return work()
+        return Answer.model_validate(work())
     except InputError as err:
         status, message = status_of(err), str(err).replace(str(upload), "upload") if upload else str(err)
     except ServiceUnavailable:
@@ -62,7 +68,7 @@ def _answer(ctx: bentoml.Context, work: Callable[[], dict[str, Any]], upload: Pa
         ctx.response.headers["Retry-After"] = "1"
     ctx.response.status_code = status
     log_refusal(ctx.request, status, message)
-    return {"error": message}
+    return JSONResponse({"error": message}, status)
 
 
 def gradio_app(service: EmotionClassifier) -> Starlette:
@@ -135,7 +141,7 @@ class EmotionClassifier:
         return self.classify_wave(load_audio(path, max_seconds=SETTINGS.max_seconds), options)
 
     @bentoml.api(route="/classify", input_spec=AudioUpload)
-    def classify(self, audio: Path, ctx: bentoml.Context, **options: Any) -> dict[str, Any]:
+    def classify(self, audio: Path, ctx: bentoml.Context, **options: Any) -> Answer:
         """Classify an uploaded clip (WAV, FLAC, OGG or MP3, any sample rate, mono or stereo).
 
         Returns label, score, scores (probability per label), duration_s and model, plus segments
@@ -148,7 +154,7 @@ class EmotionClassifier:
     @bentoml.api(route="/classify_array", input_spec=SamplesInput)
     def classify_array(
         self, samples: list, sampling_rate: int, ctx: bentoml.Context, **options: Any
-    ) -> dict[str, Any]:
+    ) -> Answer:
         """Classify audio already in memory: the same answer as /classify for the same samples."""
 
         def classify() -> dict[str, Any]:
@@ -158,27 +164,30 @@ class EmotionClassifier:
         return _answer(ctx, classify)
 
     @bentoml.api(route="/info", input_spec=NoInput)
-    def info(self) -> dict[str, Any]:
+    def info(self) -> Info:
         """The served model, its labels, its functionals head and calibration temperature, where and at
-        what precision it runs, and the request limits."""
+        what precision it runs, and the request limits (GET or POST)."""
         head = self.predictor.head
-        return {
-            "model": self.model_tag,
-            "labels": LABELS,
-            "functionals": head and {"feature_set": head.feature_set, "weight": head.weight},
-            "calibration_temperature": self.predictor.temperature,
-            "backend": self.predictor.backend,
-            "precision": self.predictor.precision,
-            "device": str(self.predictor.device),
-            "sampling_rate": TARGET_SAMPLING_RATE,
-            "max_seconds": SETTINGS.max_seconds,
-            "max_upload_mb": SETTINGS.max_upload_bytes / 2**20,
-        }
+        return Info(
+            model=self.model_tag,
+            labels=LABELS,
+            functionals=head and Functionals(feature_set=head.feature_set, weight=head.weight),
+            calibration_temperature=self.predictor.temperature,
+            backend=self.predictor.backend,
+            precision=self.predictor.precision,
+            device=str(self.predictor.device),
+            sampling_rate=TARGET_SAMPLING_RATE,
+            max_seconds=SETTINGS.max_seconds,
+            max_upload_mb=SETTINGS.max_upload_bytes / 2**20,
+        )
 
 
-# Outermost first: every error answer is `{"error": ...}`, then request bodies are bounded.
+# Outermost first: the OpenAPI document completed, every error answer `{"error": ...}`, request
+# bodies bounded, GET /info, and /stream.
+EmotionClassifier.add_asgi_middleware(RewrittenJSON, path="/docs.json", rewrite=complete_openapi)
 EmotionClassifier.add_asgi_middleware(JSONErrors, skip_prefixes=("/ui", "/stream"))
 EmotionClassifier.add_asgi_middleware(
     UploadLimit, max_bytes=SETTINGS.max_upload_bytes, paths=("/classify", "/classify_array")
 )
+EmotionClassifier.add_asgi_middleware(GetAsPost, paths=("/info",))
 EmotionClassifier.add_asgi_middleware(Route, endpoint=stream, path="/stream")

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import bentoml
 import numpy as np
 from bentoml.exceptions import ServiceUnavailable
 from starlette.concurrency import run_in_threadpool
@@ -30,6 +31,9 @@ from pipeline.inference.live import LiveConfig, LiveSession
 from service.settings import Settings
 
 logger = logging.getLogger("ser.stream")
+OPEN_STREAMS = bentoml.metrics.Gauge(
+    name="ser_open_streams", documentation="streams open on /stream", multiprocess_mode="livesum"
+)
 FORMATS = {"pcm16": np.dtype("<i2"), "float32": np.dtype("<f4")}
 START = '{"sampling_rate": 16000, "format": "pcm16" or "float32"}'
 BAD_DATA, POLICY, TOO_BIG, TRY_LATER = 1007, 1008, 1009, 1013
@@ -113,6 +117,7 @@ class StreamEndpoint:
         with self.lock:
             admitted = self.open < self.settings.stream_max_open
             self.open += admitted
+            OPEN_STREAMS.set(self.open)
         if not admitted:
             busy = f"{self.settings.stream_max_open} streams are open, the limit; try again later"
             await self._close(socket, StreamClosed(TRY_LATER, busy))
@@ -126,6 +131,7 @@ class StreamEndpoint:
         finally:
             with self.lock:
                 self.open -= 1
+                OPEN_STREAMS.set(self.open)
 
     async def _receive(self, socket: WebSocket) -> dict:
         try:

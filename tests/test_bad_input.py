@@ -212,7 +212,7 @@ CASES = [
     bad("info-not-json", 400, raw("please", "text/plain", "/info")),
     bad("get-classify", 405, {"method": "GET"}, "POST"),
     bad("put-classify_array", 405, {"method": "PUT", "path": "/classify_array"}, "POST"),
-    bad("get-info", 405, {"method": "GET", "path": "/info"}, "POST"),
+    bad("put-info", 405, {"method": "PUT", "path": "/info"}, "PUT /info (allowed: GET, POST)"),
     bad("delete-docs", 405, {"method": "DELETE", "path": "/docs.json"}),
     bad("unknown-path", 404, {"path": "/classify/now"}, "/classify/now"),
     bad("unknown-get-path", 404, {"method": "GET", "path": "/admin"}, "/admin"),
@@ -234,6 +234,25 @@ def test_bad_request_gets_4xx_and_a_json_error(server, request_, status, fragmen
     message = assert_error(send(server, request_), status)
     assert fragment in message
     assert "bentoml-request" not in message and "/tmp" not in message  # no server paths in answers
+
+
+def test_every_status_the_table_expects_is_declared_in_the_openapi_document(server):
+    """Each status the table's requests to an operation of the API get is declared for it, with the
+    JSON error body (404 and 405, for paths and methods outside the API, belong to no operation)."""
+    document = httpx.get(f"{server}/docs.json", timeout=10).json()
+    checked = set()
+    for case in CASES:
+        request_, status, _ = case.values
+        path, method = request_.get("path", "/classify"), request_.get("method", "POST").lower()
+        operation = document["paths"].get(path, {}).get(method)
+        if operation is None:
+            assert status in (404, 405), case.id
+            continue
+        declared = operation["responses"].get(str(status))
+        assert declared, f"{case.id}: {status} is not declared for {method.upper()} {path}"
+        assert declared["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+        checked.add(status)
+    assert checked == {400, 413, 415, 422}
 
 
 @pytest.mark.fast

@@ -1,5 +1,6 @@
-"""The server's resources stay bounded: uploads leave no temporary files behind, and resident memory
-is flat over a soak of 3,000 requests at concurrency 16 (figures: test-artifacts/soak.json).
+"""The server's resources stay bounded: uploads leave no temporary files behind, resident memory
+is flat over a soak of 3,000 requests at concurrency 16 (figures: test-artifacts/soak.json), and
+made-up paths do not grow /metrics.
 
 The session's server (`served` in conftest.py): its TMPDIR is an empty directory of its own and its
 process id is known."""
@@ -16,10 +17,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import numpy as np
 import psutil
 import pytest
 from conftest import REPO_ROOT
 from helpers import LABELS, post_audio, tone, wav_bytes
+from httpx_ws import connect_ws
 
 ARTIFACTS = Path(os.environ.get("SER_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts"))
 WARM_UP_REQUESTS, SOAK_REQUESTS, CONCURRENCY = 300, 3000, 16
@@ -149,3 +152,58 @@ def test_soak_has_no_failures_and_flat_memory(served):
     print("soak:", json.dumps(figures))
     assert warm_failures == 0 and failures == 0 and server_errors(service.url) == 0, figures
     assert abs(rss_after / rss_warm - 1) <= MAX_RSS_CHANGE, figures
+
+
+def metrics(url: str) -> str:
+    return httpx.get(f"{url}/metrics", timeout=10).text
+
+
+def random_paths(n: int, seed: int) -> list[tuple[str, str]]:
+    """(method, path): made-up paths at the top, under the API's and under the demo's."""
+    rng = np.random.default_rng(seed)
+    prefixes = ["", "/classify", "/info", "/ui", "/docs.json", "/metrics"]
+    return [
+        (
+            str(rng.choice(["GET", "POST", "PUT", "DELETE"])),
+            f"{rng.choice(prefixes)}/{rng.integers(1e12):x}{rng.choice(['', '/x', '.php'])}",
+        )
+        for _ in range(n)
+    ]
+
+
+def test_made_up_paths_do_not_grow_the_metrics(served):
+    """1,000 requests to made-up paths leave /metrics the size it was (within 1 %): they share one
+    label (their route's, or `/<unknown>`) instead of a series each."""
+    service, _ = served
+    with httpx.Client(timeout=30) as client:
+
+        def send(request: tuple[str, str]) -> int:
+            return client.request(request[0], f"{service.url}{request[1]}").status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(send, random_paths(50, seed=1)))  # every label these can have, once
+            before = metrics(service.url)
+            statuses = list(pool.map(send, random_paths(1000, seed=2)))
+    after = metrics(service.url)
+    assert set(statuses) <= {404, 405, 200} and 404 in statuses  # (/docs.json/x reaches the Swagger page)
+    assert abs(len(after) - len(before)) <= 0.01 * len(before), (len(before), len(after))
+    assert 'endpoint="/<unknown>"' in after and "/classify/" not in after
+    assert server_errors(service.url) == 0
+
+
+def test_the_metrics_count_open_streams_and_calls_waiting_for_the_model(served):
+    service, _ = served
+
+    def gauge(name: str) -> float:
+        return float(re.search(rf"^{name}(?:{{[^}}]*}})? (\S+)$", metrics(service.url), re.M).group(1))
+
+    assert gauge("ser_model_queue") == 0
+    assert gauge("ser_open_streams") == 0
+    with connect_ws(service.url.replace("http://", "ws://") + "/stream") as ws:
+        ws.send_text(json.dumps({"sampling_rate": 16_000, "format": "float32"}))
+        assert ws.receive_json(timeout=30)["type"] == "ready"
+        assert gauge("ser_open_streams") == 1
+    deadline = time.monotonic() + 10
+    while gauge("ser_open_streams") != 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert gauge("ser_open_streams") == 0

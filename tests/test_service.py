@@ -12,13 +12,14 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import bentoml
 import httpx
 import numpy as np
 import pytest
 import soundfile as sf
 import yaml
 from conftest import SERVICE_ENV
-from helpers import LABELS, assert_error, post_array, post_audio
+from helpers import LABELS, assert_error, post_array, post_audio, tone, wav_bytes
 
 from pipeline.errors import SerError
 from pipeline.inference.export import export_checkpoint
@@ -273,3 +274,16 @@ def test_health_metrics_and_openapi(server):
     assert info["labels"] == LABELS and info["max_seconds"] == MAX_SECONDS
     assert (info["precision"], info["device"]) == ("fp32", "cpu")
     assert info["functionals"] is None and info["calibration_temperature"] == 1.0  # a network alone
+
+
+def test_the_python_client_of_the_docs(server, tmp_path):
+    """BentoML's own client, as docs/api.md shows it: a file upload and an array."""
+    path = tmp_path / "clip.wav"
+    path.write_bytes(wav_bytes(1.0))
+    with bentoml.SyncHTTPClient(server) as client:
+        answer = client.classify(audio=path, top_k=2)
+        same = client.classify_array(samples=tone(1.0).tolist(), sampling_rate=16_000)
+        info = client.info()
+    assert answer["label"] in LABELS and len(answer["scores"]) == 2 and answer["model"]
+    assert same["label"] in LABELS and set(same["scores"]) == set(LABELS)
+    assert info["labels"] == LABELS
