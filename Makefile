@@ -44,11 +44,11 @@ service/requirements.txt: uv.lock
 
 corpus: $(DEMO)/corpus/metadata.csv
 $(DEMO)/corpus/metadata.csv: | install
-	$(SER) synth --out $(DEMO)/corpus
+	$(SER) synth --output-dir $(DEMO)/corpus
 
 data: $(DEMO)/data/summary.json
 $(DEMO)/data/summary.json: $(DEMO)/corpus/metadata.csv
-	$(SER) prepare --corpus auto --data-dir $(DEMO)/corpus --out $(DEMO)/data --num-proc 2
+	$(SER) prepare --corpus auto --data-dir $(DEMO)/corpus --output-dir $(DEMO)/data --num-proc 2
 
 # An existing model is kept; `make retrain` (or deleting runs/demo/model) trains again.
 model: $(DEMO)/model/best/model.safetensors

@@ -24,14 +24,13 @@ def option(
     factory: Any = dataclasses.MISSING,
     flag: str | None = None,
     choices: tuple | None = None,
-    const: Any = None,
     words: bool = False,
 ) -> Any:
-    """A dataclass field with what its flag needs: `help`, optional `choices`, a `flag` name other
-    than `--field-name`, and a `const` value for the flag given alone (`--trainer` = `--trainer hf`).
-    A list flag takes one comma-separated value (`none`: the empty list), or with `words` one or more
-    words (it then cannot precede positional arguments)."""
-    metadata = {"help": help, "flag": flag, "choices": choices, "const": const, "words": words}
+    """A dataclass field with what its flag needs: `help`, optional `choices` and a `flag` name other
+    than `--field-name`. A field without a default is a required flag. A list flag takes one
+    comma-separated value (`none`: the empty list), or with `words` one or more words (it then
+    cannot precede positional arguments)."""
+    metadata = {"help": help, "flag": flag, "choices": choices, "words": words}
     return dataclasses.field(default=default, default_factory=factory, metadata=metadata)
 
 
@@ -118,11 +117,15 @@ def config_fields(cls: type, prefix: str = "") -> list[tuple[str, dataclasses.Fi
 
 
 def field_default(f: dataclasses.Field) -> Any:
-    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+    """The field's default; dataclasses.MISSING for a required field."""
+    if f.default is dataclasses.MISSING and f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 def add_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
-    """One flag per field of `cls` (mappings excepted: YAML or `section.key=value` only)."""
+    """One flag per field of `cls` (mappings excepted: YAML or `section.key=value` only), its help
+    ending with its default, or `(required)`."""
     for name, f, hint in config_fields(cls):
         kind, nullable = _kind(hint)
         if name in skip or typing.get_origin(kind) is dict or kind is dict:
@@ -132,7 +135,10 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] 
         text = meta.get("help", "").replace("%", "%%")  # argparse formats help with %
         shown = ",".join(default) if isinstance(default, list) else default
         shown = "none" if shown in (None, "") else shown
-        kwargs: dict[str, Any] = {"dest": name, "default": default, "help": f"{text} (default: {shown})"}
+        required = default is dataclasses.MISSING
+        note = "required" if required else f"default: {shown}"
+        kwargs: dict[str, Any] = {"dest": name, "help": f"{text} ({note})"}
+        kwargs.update({"required": True} if required else {"default": default})
         if kind is bool:
             parser.add_argument(flag, action=_Switch, **kwargs)
             continue
@@ -145,8 +151,6 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] 
                 kwargs["nargs"] = "+"
         else:
             kwargs.update(type=_none_or(kind) if nullable else kind, choices=choices)
-            if meta.get("const") is not None:
-                kwargs.update(nargs="?", const=meta["const"])
         parser.add_argument(flag, action=_Extend if kwargs.get("nargs") == "+" else _Store, **kwargs)
 
 

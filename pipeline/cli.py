@@ -1,7 +1,9 @@
 """`ser`: the command-line interface. Every user error ends as one readable line and exit code 2.
 
-The flags of `synth`, `prepare`, `train`, `probe`, `tune`, `lr-find` and `predict` are derived from
-the configuration dataclasses (`pipeline.arguments`): their defaults and help are written once.
+Every subcommand's flags are derived from dataclasses (`pipeline.arguments`): the run configuration
+(`pipeline.config`) and the commands' options (`pipeline.commands`); their names, defaults and help
+are written once, and one concept has one flag name everywhere (`--output-dir`, `--checkpoint`,
+`--data`, `--fold`, `--precision`, `--backend`, `--json`).
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ import argparse
 import json
 import os
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 from .arguments import add_flags, from_flags, given_flags, int_list, positive_int
-from .config import BACKENDS, PRECISIONS, Config, PrepareConfig, SynthConfig, load_config
+from .commands import EXAMPLES, BaselineArgs, EvaluateArgs, ExportArgs, PredictArgs, ServeArgs, TrainArgs
+from .config import Config, load_config
+from .data.prepare_config import PrepareConfig, SynthConfig
 from .errors import SerError
-from .functionals import FEATURE_SETS
 from .inference.answers import Options
 from .inference.vad import VadConfig
 from .reports import print_cross_validation, print_result, print_seeds, scores
@@ -32,7 +36,7 @@ def _synth(args) -> None:
     from .data.synth import synthesize_corpus
 
     cfg = from_flags(SynthConfig, args)
-    out = synthesize_corpus(args.out, speakers=cfg.speakers, utterances=cfg.utterances, seed=cfg.seed)
+    out = synthesize_corpus(args.output_dir, speakers=cfg.speakers, utterances=cfg.utterances, seed=cfg.seed)
     print(f"wrote the demo corpus to {out}")
 
 
@@ -40,13 +44,24 @@ def _prepare(args) -> None:
     from .data.prepare import prepare
     from .data.report import print_summary
 
-    print_summary(prepare(args.data_dir, args.out, from_flags(PrepareConfig, args)))
-    print(f"prepared data in {args.out} (summary.json, summary.png)")
+    print_summary(prepare(args.data_dir, args.output_dir, from_flags(PrepareConfig, args)))
+    print(f"prepared data in {args.output_dir} (summary.json, summary.png)")
+
+
+FINISHED = ("metrics.json", "cv_metrics.json", "seeds_metrics.json", "lr_find.json")
 
 
 def _run_config(args) -> Config:
-    """Defaults, then --config, then the flags given, then `section.key=value` overrides."""
-    return load_config(args.config, args.overrides, given_flags(args))
+    """Defaults, then --config, then the flags given, then `section.key=value` overrides; a run
+    directory that holds a finished run is refused without --overwrite (or --resume)."""
+    cfg = load_config(args.config, args.overrides, given_flags(args))
+    out = Path(getattr(args, "output_dir", None) or cfg.train.output_dir)
+    finished = [name for name in FINISHED if (out / name).is_file()]
+    if finished and not (args.overwrite or getattr(args, "resume", False)):
+        raise SerError(
+            f"{out} holds a finished run ({finished[0]}): add --overwrite, or choose another --output-dir"
+        )
+    return cfg
 
 
 def _train(args) -> None:
@@ -67,6 +82,8 @@ def _train(args) -> None:
         print(f"per-seed runs and seeds_metrics.json in {cfg.train.output_dir}")
         return
     results = train(cfg, resume=args.resume, jobs=args.jobs)
+    if os.environ.get("RANK", "0") != "0":
+        return  # one of several processes (`accelerate launch`): the first reports
     if "cross_validation" in results:
         print_cross_validation(results["cross_validation"])
         print(f"per-fold runs and cv_metrics.json in {cfg.train.output_dir}")
@@ -87,16 +104,18 @@ def _baseline(args) -> None:
     from .metrics import fold_summary
     from .training.baseline import baseline_metrics
 
-    table_functionals(args.data, args.features, args.num_proc)  # computed once, in parallel
+    cfg = from_flags(BaselineArgs, args)
+    table_functionals(cfg.data, cfg.features, cfg.num_proc)  # computed once, in parallel
+    folds = range(fold_count(cfg.data)) if cfg.fold is None else [cfg.fold]
     runs = []
-    for fold in range(fold_count(args.data)) if args.folds else [args.fold]:
-        runs.append(baseline_metrics(args.data, fold, args.features))
-        if not args.json:
+    for fold in folds:
+        runs.append(baseline_metrics(cfg.data, fold, cfg.features))
+        if not cfg.json:
             print(f"fold {fold}: test {scores(runs[-1]['test'])}")
     summary = fold_summary([run["test"] for run in runs])
-    if args.json:
-        print(json.dumps({"folds": runs, "cross_validation": summary} if args.folds else runs[0]))
-    elif args.folds:
+    if cfg.json:
+        print(json.dumps({"folds": runs, "cross_validation": summary} if cfg.fold is None else runs[0]))
+    elif cfg.fold is None:
         for key, stats in summary.items():
             print(f"{key}: {stats['mean']:.3f} ± {stats['std']:.3f} over {len(runs)} folds")
 
@@ -127,22 +146,23 @@ def _evaluate(args) -> None:
     from .inference.evaluate import evaluate_checkpoint
     from .inference.memory import retain_freed_memory
 
+    cfg = from_flags(EvaluateArgs, args)
     retain_freed_memory()
     metrics = evaluate_checkpoint(
-        args.checkpoint,
-        args.data,
-        split=args.split,
-        fold=args.fold,
-        batch_size=args.batch_size,
-        precision=args.precision,
-        backend=args.backend,
+        cfg.checkpoint,
+        cfg.data,
+        cfg.split,
+        cfg.fold,
+        cfg.batch_size,
+        cfg.runtime.precision,
+        cfg.runtime.backend,
     )
-    if args.json:
+    if cfg.json:
         print(json.dumps(metrics))
     else:
         print(
-            f"{args.split}: accuracy {metrics['accuracy']:.3f} · UAR {metrics['uar']:.3f} "
-            f"· macro-F1 {metrics['macro_f1']:.3f} "
+            f"{cfg.split} (fold {metrics['fold']}): accuracy {metrics['accuracy']:.3f} "
+            f"· UAR {metrics['uar']:.3f} · macro-F1 {metrics['macro_f1']:.3f} "
             f"({metrics['samples']} clips, {metrics['backend']} {metrics['precision']})"
         )
 
@@ -153,9 +173,10 @@ def _predict(args) -> None:
         raise SerError(f"file not found: {missing[0]}")
     from .inference.recording import predict_files
 
-    options, vad = from_flags(Options, args), from_flags(VadConfig, args)
+    cfg, options, vad = from_flags(PredictArgs, args), from_flags(Options, args), from_flags(VadConfig, args)
+    runtime = cfg.runtime
     for answer in predict_files(
-        args.files, args.checkpoint, options, vad, args.output, args.precision, args.backend
+        args.files, cfg.checkpoint, options, vad, cfg.output, runtime.precision, runtime.backend
     ):
         print(json.dumps(answer), flush=True)
 
@@ -163,125 +184,94 @@ def _predict(args) -> None:
 def _export(args) -> None:
     from .inference.export import export_checkpoint
 
-    tag = export_checkpoint(args.checkpoint, name=args.name, onnx=args.onnx)
+    cfg = from_flags(ExportArgs, args)
+    tag = export_checkpoint(cfg.checkpoint, name=cfg.name, onnx=cfg.onnx)
     print(f"exported to the BentoML model store as {tag}")
 
 
 def _serve(args) -> int:
     from .inference.serve import serve
 
-    return serve(port=args.port, host=args.host)
+    cfg = from_flags(ServeArgs, args)
+    return serve(cfg.model, port=cfg.port, host=cfg.host)
 
 
-TUNE_HELP = "search learning rate, batch size, dropout and freezing with Optuna (pruned trials)"
-LR_FIND_HELP = "learning-rate range test: loss-vs-LR plot and a suggested learning rate"
-PRECISION_HELP = (
-    "auto: bf16 where the hardware runs it natively, else fp32; int8: dynamic int8 linear layers (CPU)"
-)
-BACKEND_HELP = (
-    "onnx: ONNX Runtime, CPU (the serving install); torch: PyTorch (the full install: GPUs, bf16); "
-    "auto: onnx on the CPU where the checkpoint has ONNX models (`ser export`) or torch is absent"
-)
+def _command(sub, name: str, help_text: str, func, *sources: type) -> argparse.ArgumentParser:
+    """A subcommand with an example in its help and a flag per field of each of `sources`."""
+    p = sub.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        epilog=f"example:\n  {EXAMPLES[name]}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for source in sources:
+        add_flags(p, source)
+    p.set_defaults(func=func)
+    return p
 
 
 def _run_parser(sub, name: str, help_text: str, func, results: str = "") -> argparse.ArgumentParser:
     """A command that runs the configuration: --config, one flag per key, `section.key=value`; with
     `results`, its own required --output-dir instead of train.output_dir."""
-    p = sub.add_parser(name, help=help_text)
-    p.add_argument("--config", help="YAML file of the keys that differ from the defaults (see configs/)")
+    p = _command(sub, name, help_text, func)
+    p.add_argument("--config", help="YAML file of the keys that differ from the defaults (default: none)")
     add_flags(p, Config, skip=("train.output_dir",) if results else ())
     if results:
-        p.add_argument("--output-dir", required=True, help=f"where {results} go")
-    p.add_argument("overrides", nargs="*", metavar="section.key=value")
-    p.set_defaults(func=func)
+        p.add_argument("--output-dir", required=True, help=f"where {results} go (required)")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run there (default: off)")
+    p.add_argument("overrides", nargs="*", metavar="section.key=value", help="any config key (default: none)")
     return p
+
+
+def _output_dir(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--output-dir", required=True, help=f"where {what} go (required)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ser", description="Speech emotion recognition toolkit")
+    parser.add_argument("--version", action="version", version=f"ser {version('ser-toolkit')}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("synth", help="synthesize the demo emotional-speech corpus")
-    p.add_argument("--out", required=True)
-    add_flags(p, SynthConfig)
-    p.set_defaults(func=_synth)
-
-    p = sub.add_parser("prepare", help="read, split and preprocess a corpus with `datasets`")
-    p.add_argument("--data-dir", nargs="+", required=True, help="one or more corpora to combine")
-    p.add_argument("--out", required=True)
-    add_flags(p, PrepareConfig)
-    p.set_defaults(func=_prepare)
+    p = _command(sub, "synth", "synthesize the demo emotional-speech corpus", _synth, SynthConfig)
+    _output_dir(p, "the corpus's clips and metadata.csv")
+    p = _command(
+        sub, "prepare", "read, split and preprocess corpora with `datasets`", _prepare, PrepareConfig
+    )
+    p.add_argument("--data-dir", nargs="+", required=True, help="one or more corpora to combine (required)")
+    _output_dir(p, "the prepared table, its splits and summary")
 
     p = _run_parser(sub, "train", "fine-tune with the Accelerate loop (or transformers.Trainer)", _train)
-    p.add_argument("--resume", action="store_true", help="continue from the newest full checkpoint")
+    add_flags(p, TrainArgs)
     p.add_argument(
         "--seeds",
         type=int_list,
         metavar="N,N,...",
-        help="train once per seed (OUTPUT_DIR/seed<N>/), comma-separated: mean ± std over seeds",
+        help="train once per seed (OUTPUT_DIR/seed<N>/): mean ± std over seeds (default: one run)",
     )
-    jobs_help = "runs (folds, seeds) at once on a CPU, one thread each; default: one per core"
+    jobs_help = "runs (folds, seeds) at once on a CPU, one thread each (default: one per core)"
     p.add_argument("--jobs", type=positive_int, metavar="N", help=jobs_help)
-    p.add_argument(
-        "--overfit-batches", type=int, metavar="N", help="only check that N batches can be overfitted"
-    )
-    _run_parser(sub, "probe", "train a layer-weighted head on a frozen backbone's cached features", _probe)
-    p = _run_parser(sub, "tune", TUNE_HELP, _tune, results="the study and its trials")
-    p.add_argument("--trials", type=int, default=20, help="finished trials (a rerun continues)")
-    p = _run_parser(sub, "lr-find", LR_FIND_HELP, _lr_find, results="the plot and the curve")
-    p.add_argument("--steps", type=int, default=100, help="batches of the sweep (1e-7 to 10)")
+    probe_help = "train a layer-weighted head on a frozen backbone's cached features"
+    _run_parser(sub, "probe", probe_help, _probe)
+    tune_help = "search learning rate, batch size, dropout and freezing with Optuna (pruned trials)"
+    p = _run_parser(sub, "tune", tune_help, _tune, results="the study and its trials")
+    p.add_argument("--trials", type=int, default=20, help="finished trials; a rerun continues (default: 20)")
+    lr_help = "learning-rate range test: loss-vs-LR plot and a suggested learning rate"
+    p = _run_parser(sub, "lr-find", lr_help, _lr_find, results="the plot and the curve")
+    p.add_argument("--steps", type=int, default=100, help="batches of the sweep, 1e-7 to 10 (default: 100)")
 
-    p = sub.add_parser("baseline", help="the classical reference: openSMILE functionals + a linear SVM")
-    p.add_argument("--data", required=True, help="prepared data directory (`ser prepare --out`)")
-    p.add_argument(
-        "--features",
-        choices=tuple(FEATURE_SETS),
-        default="compare",
-        help="compare: openSMILE ComParE_2016 (6,373); egemaps: eGeMAPSv02 (88); mfcc: MFCC statistics (120)",
+    baseline_help = "the classical reference: openSMILE functionals + a linear SVM"
+    _command(sub, "baseline", baseline_help, _baseline, BaselineArgs)
+    evaluate_help = "metrics of a checkpoint on prepared data (as `ser predict` sees it)"
+    _command(sub, "evaluate", evaluate_help, _evaluate, EvaluateArgs)
+    predict_help = "classify audio files (one JSON line each, as the REST API answers)"
+    p = _command(sub, "predict", predict_help, _predict, PredictArgs, Options, VadConfig)
+    p.add_argument("files", nargs="+", help="audio files (WAV, FLAC, OGG, MP3; any rate, any length)")
+    export_help = "register a checkpoint in the BentoML model store, with its ONNX models (fp32, int8)"
+    _command(sub, "export", export_help, _export, ExportArgs)
+    _command(
+        sub, "serve", "start the BentoML server: REST API, /stream and the demo at /ui", _serve, ServeArgs
     )
-    p.add_argument("--num-proc", type=int, default=1, help="processes computing the functionals (cached)")
-    p.add_argument("--fold", type=int, default=0, help="fold of the prepared splits")
-    p.add_argument("--folds", action="store_true", help="every fold, with mean ± std")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_baseline)
-
-    p = sub.add_parser("evaluate", help="metrics of a checkpoint on prepared data (as `ser predict` sees it)")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--data", required=True)
-    p.add_argument("--split", default="test")
-    p.add_argument("--fold", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=16, help="clips per forward pass")
-    p.add_argument("--json", action="store_true")
-    p.add_argument(
-        "--precision", choices=PRECISIONS, default="fp32", help=f"default fp32, as training; {PRECISION_HELP}"
-    )
-    p.add_argument("--backend", choices=BACKENDS, default="torch", help=f"default torch; {BACKEND_HELP}")
-    p.set_defaults(func=_evaluate)
-
-    p = sub.add_parser("predict", help="classify audio files (one JSON line each, as the REST API answers)")
-    p.add_argument("--checkpoint", required=True)
-    add_flags(p, Options)
-    add_flags(p, VadConfig)
-    p.add_argument("--output", help="write the timeline (one line per segment) to this .jsonl or .csv file")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto", help=f"default auto; {PRECISION_HELP}")
-    p.add_argument("--backend", choices=BACKENDS, default="auto", help=f"default auto; {BACKEND_HELP}")
-    p.add_argument("files", nargs="+")
-    p.set_defaults(func=_predict)
-
-    p = sub.add_parser(
-        "export", help="import a checkpoint into the BentoML model store, with its ONNX models (fp32, int8)"
-    )
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--name", default="ser-emotion")
-    p.add_argument(
-        "--no-onnx", dest="onnx", action="store_false", help="without the ONNX models (torch backend only)"
-    )
-    p.set_defaults(func=_export)
-
-    p = sub.add_parser("serve", help="start the BentoML server (REST + Gradio at /ui)")
-    p.add_argument("--port", type=int, default=3000)
-    p.add_argument("--host", default="0.0.0.0")
-    p.set_defaults(func=_serve)
     return parser
 
 

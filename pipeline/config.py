@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import UnionType
 from typing import Any, Union
@@ -14,22 +14,16 @@ from typing import Any, Union
 import yaml
 
 from .arguments import option
-from .data.corpora import READERS
-from .data.splits import SplitConfig
 from .errors import ConfigError, first_line
 from .functionals import FEATURE_SETS
 from .small_models import SMALL_MODELS
 
-# Inference precision and backend of `ser predict/evaluate` and the service: auto = bf16 for models
-# of 10 M parameters or more where the hardware runs it natively (CUDA GPUs; AVX512-BF16/AMX CPUs
-# where a probe at load shows it faster), else fp32; int8 = dynamic int8 linear layers (CPU).
-# onnx = ONNX Runtime (CPU; fp32, int8).
-PRECISIONS, BACKENDS = ("auto", "fp32", "bf16", "int8"), ("auto", "onnx", "torch")
 TRAINERS = ("accelerate", "hf")
 SCHEDULES = ("linear", "cosine", "constant")
 CLASS_WEIGHTS = ("none", "balanced")
 KEPT = {"last": "the final weights", "best": "the best weights by validation UAR"}  # train.keep
-MIXED_PRECISIONS = ("no", "fp16", "bf16")
+MIXED_PRECISIONS = ("accelerate", "no", "fp16", "bf16")
+TARGET_SAMPLING_RATE = 16_000  # what every model hears; audio at other rates is resampled to it
 DEFAULT_EPOCHS = 30  # `train.epochs: null` trains at least this many (more for `train.min_steps`)
 
 
@@ -37,7 +31,9 @@ DEFAULT_EPOCHS = 30  # `train.epochs: null` trains at least this many (more for 
 class DataConfig:
     """Where the prepared data lives and how clips are cut for training."""
 
-    path: str = option("runs/demo/data", "prepared data directory (`ser prepare --out`)", flag="--data")
+    path: str = option(
+        "runs/demo/data", "prepared data directory (`ser prepare --output-dir`)", flag="--data"
+    )
     fold: int | None = option(
         None, "fold of the prepared splits to train; none = every fold, cross-validated"
     )
@@ -92,10 +88,7 @@ class TrainConfig:
 
     output_dir: str = option("runs/demo/model", "run directory: best/, checkpoints/, metrics.json, plots")
     trainer: str = option(
-        "accelerate",
-        "accelerate (our loop) or hf (transformers.Trainer); the flag alone means hf",
-        choices=TRAINERS,
-        const="hf",
+        "accelerate", "accelerate (our loop) or hf (transformers.Trainer)", choices=TRAINERS
     )
     epochs: int | None = option(
         None, "passes over the training data; none = 30, or more where needed for --min-steps optimizer steps"
@@ -120,8 +113,10 @@ class TrainConfig:
         False,
         "batch clips of similar duration: less padding, but fails where duration gives the emotion away",
     )
-    mixed_precision: str | None = option(
-        None, "none = what `accelerate launch` says", choices=(None, *MIXED_PRECISIONS)
+    mixed_precision: str = option(
+        "accelerate",
+        "accelerate: what `accelerate launch` (or a saved config) says; no: fp32",
+        choices=MIXED_PRECISIONS,
     )
     eval_every: int = option(0, "validate every N optimizer steps; 0 = after each epoch")
     keep: str = option(
@@ -151,6 +146,11 @@ class TrainConfig:
         steps = math.ceil(batches / self.gradient_accumulation_steps)
         return max(DEFAULT_EPOCHS, math.ceil(self.min_steps / steps))
 
+    @property
+    def accelerator_precision(self) -> str | None:
+        """`Accelerator(mixed_precision=...)`: None leaves it to `accelerate launch`."""
+        return None if self.mixed_precision == "accelerate" else self.mixed_precision
+
 
 @dataclass
 class Config:
@@ -160,57 +160,6 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-# `ser prepare` and `ser synth`
-
-
-@dataclass
-class DecodeConfig:
-    """Everything that changes the decoded audio (and so the cache key)."""
-
-    min_seconds: float = option(0.2, "shorter clips are left out")
-    max_seconds: float = option(30.0, "longer clips are cropped or left out (--long-clips)")
-    long_clips: str = option(
-        "crop", "crop: keep the first --max-seconds; skip: leave the clip out", choices=("crop", "skip")
-    )
-    trim_silence: bool = option(False, "drop leading and trailing silence")
-    trim_top_db: float = option(40.0, "silence is this many dB below the clip's peak")
-
-
-@dataclass
-class PrepareConfig:
-    """What `ser prepare` reads, keeps, decodes and how it splits."""
-
-    corpora: list[str] = option(
-        factory=lambda: ["auto"],
-        flag="--corpus",
-        choices=("auto", *READERS),
-        words=True,
-        help="one reader for all data dirs, or one per data dir",
-    )
-    labels: list[str] = option(
-        factory=list, help="keep only these labels (e.g. neutral,happy,sad,angry); none: all"
-    )
-    decode: DecodeConfig = field(default_factory=DecodeConfig)
-    max_bad_fraction: float = option(0.2, "stop above this share of unusable files")
-    num_proc: int = option(1, "decoding processes")
-    backbone: str | None = option(None, "apply this model's feature extractor; none = the small model's")
-    architecture: str = option(
-        "wav2vec2-bert",
-        "without --backbone: the small model whose feature extractor to apply",
-        choices=tuple(SMALL_MODELS),
-    )
-    splits: SplitConfig = field(default_factory=SplitConfig)
-
-
-@dataclass
-class SynthConfig:
-    """The size and seed of the demo corpus (`ser synth`)."""
-
-    speakers: int = option(40, "synthetic speakers (half female, half male)")
-    utterances: int = option(6, "clips per speaker and emotion")
-    seed: int = option(0, "seeds the speakers and every clip")
 
 
 def differences(cfg: Config) -> dict[str, dict[str, Any]]:

@@ -17,8 +17,7 @@ from transformers import (
     Wav2Vec2FeatureExtractor,
 )
 
-from .config import ModelConfig
-from .data.audio import TARGET_SAMPLING_RATE
+from .config import TARGET_SAMPLING_RATE, ModelConfig
 from .errors import ConfigError, SerError, first_line
 from .small_models import SMALL_MODELS
 

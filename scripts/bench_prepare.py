@@ -29,9 +29,10 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 import torchcodec.decoders  # noqa: E402, F401
 
-from pipeline.config import ModelConfig, PrepareConfig  # noqa: E402
+from pipeline.config import ModelConfig  # noqa: E402
 from pipeline.data.audio import resample  # noqa: E402
 from pipeline.data.prepare import prepare  # noqa: E402
+from pipeline.data.prepare_config import PrepareConfig  # noqa: E402
 from pipeline.data.synth import synthesize_corpus  # noqa: E402
 from pipeline.model import build_feature_extractor  # noqa: E402
 

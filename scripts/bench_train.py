@@ -56,8 +56,9 @@ import torch  # noqa: E402
 from baseline_train import example, profile_example  # noqa: E402
 from bench_prepare import make_corpus  # noqa: E402
 
-from pipeline.config import Config, PrepareConfig, load_config  # noqa: E402
+from pipeline.config import Config, load_config  # noqa: E402
 from pipeline.data.prepare import prepare  # noqa: E402
+from pipeline.data.prepare_config import PrepareConfig  # noqa: E402
 from pipeline.data.prepared import load_prepared  # noqa: E402
 from pipeline.model import build_feature_extractor, build_model  # noqa: E402
 from pipeline.training.run import train  # noqa: E402

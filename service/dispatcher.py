@@ -66,9 +66,15 @@ class _Call:
 class Dispatcher:
     """`dispatcher(waves)` returns `model(waves)`, computed on the dispatcher's own thread."""
 
-    def __init__(self, model: Callable[[list[np.ndarray]], np.ndarray], max_clips: int, max_wait_s: float):
+    def __init__(
+        self,
+        model: Callable[[list[np.ndarray]], np.ndarray],
+        max_clips: int,
+        max_wait_s: float,
+        rule: MergeRule | None = None,
+    ):
         self.model, self.max_clips, self.max_wait_s = model, max_clips, max_wait_s
-        self.rule = MergeRule()
+        self.rule = rule or MergeRule()
         self.queue: collections.deque[_Call] = collections.deque()
         self.ready = threading.Condition()
         threading.Thread(target=self._serve, name="model", daemon=True).start()

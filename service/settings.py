@@ -6,7 +6,7 @@ import math
 import os
 from dataclasses import dataclass
 
-from pipeline.config import BACKENDS, PRECISIONS
+from pipeline.commands import BACKENDS, PRECISIONS
 from pipeline.errors import ConfigError
 from pipeline.inference.backends import default_device
 from pipeline.inference.export import served_tag

@@ -70,8 +70,8 @@ def pytest_collection_modifyitems(config, items):
 # default config, on one thread, in the background from the start of the run.
 DEFAULT_TRAINING = """
 set -e
-"$PY" -m pipeline.cli synth --out "$OUT/corpus"
-"$PY" -m pipeline.cli prepare --corpus auto --data-dir "$OUT/corpus" --out "$OUT/data" --num-proc 1
+"$PY" -m pipeline.cli synth --output-dir "$OUT/corpus"
+"$PY" -m pipeline.cli prepare --corpus auto --data-dir "$OUT/corpus" --output-dir "$OUT/data" --num-proc 1
 "$PY" -m pipeline.cli train --config configs/default.yaml --data "$OUT/data" --output-dir "$OUT/run" \
     train.report_to=[]
 """
@@ -122,14 +122,14 @@ def default_training(_default_training_job) -> Path:
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("corpus")
-    ser("synth", "--out", str(out), "--speakers", "5", "--utterances", "4", "--seed", "1")
+    ser("synth", "--output-dir", str(out), "--speakers", "5", "--utterances", "4", "--seed", "1")
     return out
 
 
 @pytest.fixture(scope="session")
 def prepared(corpus, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("prepared")
-    ser("prepare", "--corpus", "auto", "--data-dir", str(corpus), "--out", str(out))
+    ser("prepare", "--corpus", "auto", "--data-dir", str(corpus), "--output-dir", str(out))
     return out
 
 

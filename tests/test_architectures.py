@@ -9,8 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.config import PrepareConfig, load_config
+from pipeline.config import load_config
 from pipeline.data.prepare import prepare
+from pipeline.data.prepare_config import PrepareConfig
 from pipeline.data.prepared import load_prepared
 from pipeline.data.synth import synthesize_corpus
 from pipeline.errors import ConfigError

@@ -108,7 +108,7 @@ def test_ser_baseline_scores_held_out_speakers_on_every_fold(prepared, ser_here)
     cached = prepared / "functionals" / "compare.npy"
     assert cached.is_file()  # `ser prepare` computed the default set once
     stamp = cached.stat().st_mtime_ns
-    done = json.loads(ser_here("baseline", "--data", str(prepared), "--folds", "--json").stdout)
+    done = json.loads(ser_here("baseline", "--data", str(prepared), "--json").stdout)
     assert cached.stat().st_mtime_ns == stamp  # read, not computed again
     assert len(done["folds"]) == fold_count(prepared)
     for fold, run in enumerate(done["folds"]):
@@ -120,7 +120,7 @@ def test_ser_baseline_scores_held_out_speakers_on_every_fold(prepared, ser_here)
         np.mean([run["test"]["uar"] for run in done["folds"]])
     )
     egemaps = json.loads(
-        ser_here("baseline", "--data", str(prepared), "--features", "egemaps", "--json").stdout
+        ser_here("baseline", "--data", str(prepared), "--fold", "0", "--features", "egemaps", "--json").stdout
     )
     assert egemaps["features"] == FEATURE_SETS["egemaps"]
     assert (prepared / "functionals" / "egemaps.npy").is_file()
@@ -146,7 +146,8 @@ def test_every_training_report_holds_the_baselines_of_its_split(trained, prepare
     card = (trained / "best" / "README.md").read_text()
     assert list(metrics["baselines"]) == ["compare", "mfcc"]  # the strongest first
     for name, run in metrics["baselines"].items():
-        alone = json.loads(ser_here("baseline", "--data", str(prepared), "--features", name, "--json").stdout)
+        command = ("baseline", "--data", str(prepared), "--fold", "0", "--features", name, "--json")
+        alone = json.loads(ser_here(*command).stdout)
         assert run["test"] == alone["test"]  # the same split, the same numbers
         assert f"{alone['test']['uar']:.3f}" in card
     assert "chance UAR 0.250" in card and "test speakers seen in training: none" in card

@@ -15,8 +15,11 @@ from pipeline.data.synth import write_examples
     "args, message",
     [
         (["predict", "--checkpoint", "{tmp}", "{tmp}/missing.wav"], "file not found"),
-        (["prepare", "--corpus", "nosuch", "--data-dir", "{tmp}", "--out", "{tmp}/o"], "invalid choice"),
-        (["prepare", "--data-dir", "{tmp}/missing", "--out", "{tmp}/o"], "data directory not found"),
+        (
+            ["prepare", "--corpus", "nosuch", "--data-dir", "{tmp}", "--output-dir", "{tmp}/o"],
+            "invalid choice",
+        ),
+        (["prepare", "--data-dir", "{tmp}/missing", "--output-dir", "{tmp}/o"], "data directory not found"),
         (["train", "--data", "{tmp}", "train.epochz=1"], "unknown config key 'train.epochz'"),
         (["train", "--config", "{tmp}/none.yaml"], "config file not found"),
         (["train", "--data", "{tmp}"], "no prepared data"),
@@ -36,10 +39,8 @@ def test_errors_are_one_line(tmp_path, ser_here, args, message):
 def test_the_console_command_exits_2_with_one_line_on_stderr(tmp_path):
     done = ser("train", "--data", str(tmp_path), check=False)
     assert done.returncode == 2 and done.stdout == ""
-    assert (
-        done.stderr
-        == f"ser train: error: no prepared data in {tmp_path}: run `ser prepare --out {tmp_path}` first\n"
-    )
+    hint = f"run `ser prepare --output-dir {tmp_path}` first"
+    assert done.stderr == f"ser train: error: no prepared data in {tmp_path}: {hint}\n"
 
 
 def test_predict_answers_like_the_rest_api_with_options(trained, corpus, ser_here):

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline.config import PrepareConfig
 from pipeline.data.audit import audit_records
 from pipeline.data.corpora import read_corpus
 from pipeline.data.prepare import prepare
+from pipeline.data.prepare_config import PrepareConfig
 from pipeline.data.prepared import load_prepared
 from pipeline.data.synth import EMOTIONS, make_speakers, synthesize_corpus, synthesize_utterance
 from pipeline.errors import SerError
@@ -150,7 +150,7 @@ def test_prepare_reports_every_problem_of_a_manifest(tmp_path, ser_here):
         "prepare",
         "--corpus", "csv",
         "--data-dir", str(tmp_path / "corpus"),
-        "--out", str(out),
+        "--output-dir", str(out),
         "--labels", "angry,happy,neutral,sad",
         "--max-bad-fraction", "0.3",
     )  # fmt: skip
@@ -229,7 +229,9 @@ def test_prepare_cli_stops_with_one_line_and_lists_the_problems(tmp_path, ser_he
     for name in ("a.wav", "b.wav"):
         sf.write(tmp_path / name, np.full(8000, 0.1, dtype=np.float32), 16000)
     (tmp_path / "manifest.csv").write_text("path,label\na.wav,happy\nb.wav,sad\nc.wav,sad\nd.wav,happy\n")
-    done = ser_here("prepare", "--data-dir", str(tmp_path), "--out", str(tmp_path / "out"), check=False)
+    done = ser_here(
+        "prepare", "--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "out"), check=False
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr

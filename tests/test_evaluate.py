@@ -72,7 +72,7 @@ def test_evaluate_reports_the_metrics_of_predict_answers(tmp_path, norm, ser_her
     _undecided(checkpoint, corpus)
     data = tmp_path / "data"
     ser_here(
-        "prepare", "--data-dir", str(corpus), "--out", str(data), "--backbone", str(checkpoint),
+        "prepare", "--data-dir", str(corpus), "--output-dir", str(data), "--backbone", str(checkpoint),
         "--test-size", "0.5", "--validation-size", "0.2",
     )  # fmt: skip
     test = load_prepared(data)[0]["test"]

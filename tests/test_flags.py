@@ -4,27 +4,52 @@ field's default, and the YAML config only changes what it names."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import re
+from importlib.metadata import version
 
 import pytest
 import yaml
 
 from pipeline.arguments import config_fields, field_default, from_flags
 from pipeline.cli import _run_config, build_parser
-from pipeline.config import Config, PrepareConfig, SynthConfig, TrainConfig, differences, load_config
+from pipeline.commands import (
+    EXAMPLES,
+    BaselineArgs,
+    EvaluateArgs,
+    ExportArgs,
+    PredictArgs,
+    ServeArgs,
+    TrainArgs,
+)
+from pipeline.config import Config, TrainConfig, differences, load_config
+from pipeline.data.prepare_config import PrepareConfig, SynthConfig
 from pipeline.inference.answers import Options
+from pipeline.inference.vad import VadConfig
 
 pytestmark = pytest.mark.fast  # pure logic: `make test-fast`
 
 DEFAULT_YAML = "configs/default.yaml"
 # command -> the dataclass its flags come from
 SOURCES = {
-    "synth": SynthConfig,
-    "prepare": PrepareConfig,
-    "train": Config,
-    "probe": Config,
-    "tune": Config,
-    "lr-find": Config,
-    "predict": Options,
+    "synth": [SynthConfig],
+    "prepare": [PrepareConfig],
+    "train": [Config, TrainArgs],
+    "probe": [Config],
+    "tune": [Config],
+    "lr-find": [Config],
+    "baseline": [BaselineArgs],
+    "evaluate": [EvaluateArgs],
+    "predict": [PredictArgs, Options, VadConfig],
+    "export": [ExportArgs],
+    "serve": [ServeArgs],
+}
+# one concept, one flag: the spellings used before (or elsewhere) that no subcommand may use
+SYNONYMS = {
+    "--output-dir": ["--out", "--output_dir", "--outdir", "--out-dir"],
+    "--checkpoint": ["--model-dir", "--ckpt"],
+    "--data": ["--data-path", "--dataset"],
+    "--fold": ["--folds-to-run"],
 }
 
 
@@ -35,11 +60,15 @@ def _commands() -> dict[str, argparse.ArgumentParser]:
 
 @pytest.mark.parametrize("command", sorted(SOURCES))
 def test_every_flag_default_is_its_field_default(command):
-    fields = {name: f for name, f, _ in config_fields(SOURCES[command])}
+    fields = {name: f for source in SOURCES[command] for name, f, _ in config_fields(source)}
     actions = {a.dest: a for a in _commands()[command]._actions}
     derived = [dest for dest in actions if dest in fields]
     for dest in derived:
-        assert actions[dest].default == field_default(fields[dest]), f"ser {command}: {dest}"
+        default = field_default(fields[dest])
+        if default is dataclasses.MISSING:
+            assert actions[dest].required, f"ser {command}: {dest}"
+        else:
+            assert actions[dest].default == default, f"ser {command}: {dest}"
         assert actions[dest].help.strip(), f"ser {command}: {dest} has no help"
     # every field has its flag, except mappings (YAML or `section.key=value` only) and the
     # run directory of tune and lr-find, which have their own required --output-dir
@@ -47,11 +76,38 @@ def test_every_flag_default_is_its_field_default(command):
     assert missing == ({"train.output_dir"} if command in ("tune", "lr-find") else set())
 
 
+def test_every_subcommand_is_covered_and_every_flag_has_help_a_default_and_its_one_name():
+    commands = _commands()
+    assert set(commands) == set(SOURCES) == set(EXAMPLES)
+    for name, parser in commands.items():
+        assert f"ser {name}" in parser.format_help() and "example:" in parser.format_help(), name
+        for action in parser._actions:
+            if action.dest in ("help",) or not action.option_strings and action.nargs != "*":
+                continue
+            text = action.help or ""
+            assert re.search(r"\((default: .+|required)\)$", text), (
+                f"ser {name} {action.option_strings}: {text!r}"
+            )
+            for canonical, others in SYNONYMS.items():
+                assert not set(others) & set(action.option_strings), f"ser {name}: use {canonical}"
+        flags = {o for a in parser._actions for o in a.option_strings}
+        for shared in ("--precision", "--backend", "--fold"):
+            if shared in flags:  # the same default wherever the flag is
+                action = next(a for a in parser._actions if shared in a.option_strings)
+                assert action.default == {"--precision": "auto", "--backend": "auto", "--fold": None}[shared]
+
+
+def test_ser_version_prints_the_package_version(capsys):
+    with pytest.raises(SystemExit) as done:
+        build_parser().parse_args(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out == f"ser {version('ser-toolkit')}\n"
+
+
 def test_no_default_is_typed_in_the_parser_for_a_configured_command():
     """The flags of `ser prepare` carry the dataclasses' defaults: parsing nothing gives them."""
-    args = build_parser().parse_args(["prepare", "--data-dir", "c", "--out", "o"])
+    args = build_parser().parse_args(["prepare", "--data-dir", "c", "--output-dir", "o"])
     assert from_flags(PrepareConfig, args) == PrepareConfig()
-    args = build_parser().parse_args(["synth", "--out", "o"])
+    args = build_parser().parse_args(["synth", "--output-dir", "o"])
     assert from_flags(SynthConfig, args) == SynthConfig()
     args = build_parser().parse_args(["predict", "--checkpoint", "c", "f.wav"])
     assert from_flags(Options, args) == Options()
@@ -98,7 +154,9 @@ def test_flags_override_the_file_and_overrides_override_flags(tmp_path):
 
 def test_flag_forms():
     parse = build_parser().parse_args
-    cfg = _run_config(parse(["train", "--trainer", "--sanity", "--group-by-length", "--report-to", "none"]))
+    cfg = _run_config(
+        parse(["train", "--trainer", "hf", "--sanity", "--group-by-length", "--report-to", "none"])
+    )
     assert (cfg.train.trainer, cfg.train.sanity_report, cfg.train.group_by_length) == ("hf", True, True)
     assert cfg.train.report_to == []
     # a list flag takes one value, so that the overrides after it stay overrides
@@ -113,7 +171,7 @@ def test_flag_forms():
             "--data-dir",
             "c",
             "d",
-            "--out",
+            "--output-dir",
             "o",
             "--labels",
             "sad,happy",
@@ -131,9 +189,9 @@ def test_flag_forms():
     [
         (["train", "--scheduler", "cubic"], "invalid choice: 'cubic'"),
         (["train", "--epochs", "many"], "invalid int value: 'many'"),
-        (["prepare", "--data-dir", "c", "--out", "o", "--split-by", "age"], "invalid choice: 'age'"),
+        (["prepare", "--data-dir", "c", "--output-dir", "o", "--split-by", "age"], "invalid choice: 'age'"),
         (
-            ["prepare", "--data-dir", "c", "--out", "o", "--corpus", "emodb", "iemocap"],
+            ["prepare", "--data-dir", "c", "--output-dir", "o", "--corpus", "emodb", "iemocap"],
             "invalid choice: 'iemocap'",
         ),
     ],

@@ -1,4 +1,4 @@
-"""`ser train --trainer`: the transformers.Trainer path writes our outputs and trains like our loop."""
+"""`ser train --trainer hf`: the transformers.Trainer path writes our outputs and trains like our loop."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def hf_trained(prepared, tmp_path_factory):
     """The session's `trained` run again (same config, data and seed), through transformers.Trainer."""
     out = tmp_path_factory.mktemp("hf_run")
     paths = ["--config", str(REPO_ROOT / "configs" / "default.yaml"), "--data", str(prepared)]
-    ser("train", "--trainer", *paths, "--output-dir", str(out), *TINY_TRAIN)
+    ser("train", "--trainer", "hf", *paths, "--output-dir", str(out), *TINY_TRAIN)
     return out
 
 

@@ -75,6 +75,14 @@ def test_data_and_inference_import_no_training_module():
 
 
 @pytest.mark.fast
+@pytest.mark.parametrize("module", ["pipeline.config", "pipeline.model"])
+def test_the_configuration_and_the_model_import_no_stage_above_them(module):
+    """Configuration and model sit below the stages (data, training, inference) that use them."""
+    stages = ("pipeline.data", "pipeline.training", "pipeline.inference")
+    assert not {t for t in _graph()[module] if t.startswith(stages)}, module
+
+
+@pytest.mark.fast
 def test_no_module_is_long():
     lengths = {str(p.relative_to(REPO_ROOT)): len(p.read_text().splitlines()) for p in LIBRARY.rglob("*.py")}
     assert {path: n for path, n in lengths.items() if n > MAX_LINES} == {}

@@ -10,9 +10,10 @@ import soundfile as sf
 from conftest import ser
 
 import pipeline.data.prepare as features
-from pipeline.config import DecodeConfig, PrepareConfig, load_config
+from pipeline.config import load_config
 from pipeline.data.audio import trim_silence
 from pipeline.data.prepare import prepare
+from pipeline.data.prepare_config import DecodeConfig, PrepareConfig
 from pipeline.data.prepared import load_prepared
 from pipeline.data.splits import SplitConfig
 from pipeline.data.synth import synthesize_corpus

@@ -32,13 +32,13 @@ def _config(prepared: Path, out: Path, *overrides: str):
 def prepared(corpus, tmp_path_factory) -> Path:
     """In place of the session's: its corpus prepared for the small wav2vec2."""
     out = tmp_path_factory.mktemp("prepared-waveform")
-    ser("prepare", "--architecture", "wav2vec2", "--data-dir", str(corpus), "--out", str(out))
+    ser("prepare", "--architecture", "wav2vec2", "--data-dir", str(corpus), "--output-dir", str(out))
     return out
 
 
 def test_a_feature_model_is_refused_in_one_line(corpus, tmp_path):
     data = tmp_path / "log-mel"
-    ser("prepare", "--data-dir", str(corpus), "--out", str(data))
+    ser("prepare", "--data-dir", str(corpus), "--output-dir", str(data))
     cfg = load_config(None, [f"data.path={data}", f"train.output_dir={tmp_path / 'run'}"])
     with pytest.raises(SerError, match="ser probe reads models of the waveform.*SeamlessM4TFeatureExtractor"):
         train_probe(cfg)

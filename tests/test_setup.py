@@ -8,8 +8,9 @@ import re
 
 import pytest
 
-from pipeline.config import PrepareConfig, load_config
+from pipeline.config import load_config
 from pipeline.data.prepare import prepare
+from pipeline.data.prepare_config import PrepareConfig
 from pipeline.data.synth import synthesize_corpus
 from pipeline.errors import SerError
 from pipeline.training.lr_find import lr_range_test

@@ -517,9 +517,27 @@ def test_a_crash_anywhere_in_saving_a_training_state_never_exposes_a_partial_one
     assert n > 10
 
 
+SAVED_ACCELERATE_CONFIG = {  # what `accelerate config` saves for two processes on one machine
+    "compute_environment": "LOCAL_MACHINE",
+    "distributed_type": "MULTI_GPU",  # torchrun's processes; finetune.sh puts them on the CPU here (gloo)
+    "mixed_precision": "no",
+    "num_machines": 1,
+    "machine_rank": 0,
+    "num_processes": 2,
+    "rdzv_backend": "static",
+    "same_network": True,
+    "use_cpu": False,
+    "gpu_ids": "all",
+}
+
+
 def test_two_processes_evaluate_every_sample_exactly_once(prepared, tmp_path, ser_here):
-    """`accelerate launch` with 2 CPU processes (gloo): 16 validation clips in batches of 6 do not
-    split evenly, yet each is counted once, and the metrics equal a single-process evaluation."""
+    """`scripts/finetune.sh` under a saved `accelerate config` of 2 CPU processes (gloo), no
+    variables set: the saved config is what runs. 16 validation clips in batches of 6 do not split
+    evenly, yet each is counted once, and the metrics equal a single-process evaluation."""
+    hf_home = tmp_path / "hf"
+    (hf_home / "accelerate").mkdir(parents=True)
+    (hf_home / "accelerate" / "default_config.yaml").write_text(json.dumps(SAVED_ACCELERATE_CONFIG))
     out = tmp_path / "ddp"
     done = subprocess.run(
         [
@@ -535,12 +553,13 @@ def test_two_processes_evaluate_every_sample_exactly_once(prepared, tmp_path, se
             "data.max_train_seconds=1.5",
         ],
         cwd=REPO_ROOT,
-        env={**os.environ, "PYTHON": sys.executable, "NUM_PROCESSES": "2"},
+        env={**os.environ, "PYTHON": sys.executable, "HF_HOME": str(hf_home)},
         capture_output=True,
         text=True,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["processes"] == 2  # the saved config's
     assert [h["val_samples"] for h in metrics["history"]] == [16, 16]
     assert metrics["validation"]["samples"] == 16 and metrics["test"]["samples"] == 16
     single = json.loads(

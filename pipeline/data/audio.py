@@ -18,11 +18,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from ..config import TARGET_SAMPLING_RATE
 from ..errors import AudioError, LimitError, seconds_past
 from .resampling import resample_ratio
-
-TARGET_SAMPLING_RATE = 16_000
-
 
 MAX_RESAMPLING_KERNEL = 2**21  # elements (8 MB) of the sinc kernel
 Resampler = Callable[[np.ndarray, int, int], np.ndarray]  # (wave, orig, new) by a reduced ratio

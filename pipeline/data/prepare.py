@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 
-from ..config import DecodeConfig, ModelConfig, PrepareConfig
+from ..config import ModelConfig
 from ..errors import SerError
 from ..files import write_file_atomic
 from ..model import build_feature_extractor, takes_waveform
@@ -29,6 +29,7 @@ from .audit import HARMLESS, audit_records, check_bad_fraction, decode_problem, 
 from .corpora import read_corpora
 from .corpus_files import SYNTHETIC_MARK
 from .functionals_cache import DEFAULT_FUNCTIONALS, table_functionals
+from .prepare_config import DecodeConfig, PrepareConfig
 from .prepared import AUDIO_FILE, DATASET_DIR, FEATURE_EXTRACTOR_DIR, open_dataset
 from .report import plot_summary, summary_lines
 from .splits import SPLITS, make_splits

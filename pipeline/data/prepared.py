@@ -31,7 +31,7 @@ def fold_plan(data_dir: str | Path, fold: int = 0) -> tuple[dict[str, list[int]]
     """({split: row indices of the prepared table} of `fold`, labels) from splits.json."""
     root = Path(data_dir)
     if not (root / "splits.json").is_file():
-        raise SerError(f"no prepared data in {root}: run `ser prepare --out {root}` first")
+        raise SerError(f"no prepared data in {root}: run `ser prepare --output-dir {root}` first")
     plan = json.loads((root / "splits.json").read_text())
     if not 0 <= fold < len(plan["folds"]):
         raise SerError(f"{root} has {len(plan['folds'])} fold(s); fold {fold} does not exist")
@@ -54,5 +54,5 @@ def fold_count(data_dir: str | Path) -> int:
     """How many folds `prepare` wrote (1 for a plain train/validation/test split)."""
     path = Path(data_dir) / "splits.json"
     if not path.is_file():
-        raise SerError(f"no prepared data in {data_dir}: run `ser prepare --out {data_dir}` first")
+        raise SerError(f"no prepared data in {data_dir}: run `ser prepare --output-dir {data_dir}` first")
     return len(json.loads(path.read_text())["folds"])

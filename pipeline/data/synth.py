@@ -17,9 +17,9 @@ import numpy as np
 from scipy.signal import lfilter
 from tqdm import tqdm
 
-from ..config import SynthConfig
 from .audio import save_wav
 from .corpus_files import SYNTHETIC_MARK
+from .prepare_config import SynthConfig
 
 SAMPLING_RATE = 16_000
 

@@ -8,7 +8,7 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
-from ..config import BACKENDS, PRECISIONS
+from ..commands import BACKENDS, PRECISIONS
 from ..errors import ConfigError, SerError
 from .onnx_model import ONNX_DIR, ONNX_FILES, OnnxClassifier, has_onnx
 

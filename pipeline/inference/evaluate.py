@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -48,18 +49,29 @@ def evaluate_splits(
     }
 
 
+def trained_fold(checkpoint: str | Path) -> int:
+    """The fold a checkpoint was trained on, as its run's metrics.json (beside best/) says; 0 where
+    it does not say."""
+    try:
+        fold = json.loads((Path(checkpoint).resolve().parent / "metrics.json").read_text()).get("fold")
+    except (OSError, ValueError, AttributeError):
+        fold = None
+    return fold if isinstance(fold, int) else 0
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     data_dir: str | Path,
     split: str = "test",
-    fold: int = 0,
+    fold: int | None = None,
     batch_size: int = 16,
-    precision: str = "fp32",
-    backend: str = "torch",
+    precision: str = "auto",
+    backend: str = "auto",
 ) -> dict:
     """Metrics of a saved checkpoint at an inference precision and backend (see `PRECISIONS`,
-    `BACKENDS`) on one split (of one fold) of prepared data, on the GPU when there is one (torch);
-    the backend and precision used are in the answer."""
+    `BACKENDS`) on one split of one fold of prepared data (None: the fold it was trained on), on the
+    GPU when there is one (torch); the fold, backend and precision used are in the answer."""
+    fold = trained_fold(checkpoint) if fold is None else fold
     dataset, labels, extractor = load_prepared(data_dir, fold)
     if split not in dataset:
         raise SerError(f"no split {split!r} in {data_dir}; have {', '.join(dataset)}")
@@ -75,4 +87,4 @@ def evaluate_checkpoint(
             f"the data is at {extractor.sampling_rate} Hz"
         )
     metrics = evaluate_splits(predictor, dataset, labels, (split,), batch_size)[split]
-    return {**metrics, "backend": backend, "precision": predictor.precision}
+    return {**metrics, "fold": fold, "backend": predictor.backend, "precision": predictor.precision}

@@ -8,12 +8,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ..commands import DEFAULT_MODEL_NAME
 from ..errors import SerError, first_line
+from .backends import torch_installed
 from .onnx_model import ONNX_DIR, has_onnx
 from .predictor import checkpoint_labels
 
-DEFAULT_NAME = "ser-emotion"
-DEFAULT_TAG = f"{DEFAULT_NAME}:latest"
+DEFAULT_TAG = f"{DEFAULT_MODEL_NAME}:latest"
 REQUIRED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
 
 
@@ -48,6 +49,11 @@ def _write_onnx(checkpoint: Path) -> None:
     """The checkpoint's ONNX models into its `onnx/`, unless those of its weights are there."""
     if has_onnx(checkpoint):
         return
+    if not torch_installed():
+        raise SerError(
+            f"{checkpoint} has no ONNX models of its weights: write them with the full install "
+            "(`pip install 'ser-toolkit[train]'`, then `ser export`)"
+        )
     from .onnx_export import export_onnx  # torch and transformers: not for `ser serve`'s start
 
     try:
@@ -59,7 +65,7 @@ def _write_onnx(checkpoint: Path) -> None:
         ) from err
 
 
-def export_checkpoint(checkpoint_dir: str | Path, name: str = DEFAULT_NAME, onnx: bool = True) -> str:
+def export_checkpoint(checkpoint_dir: str | Path, name: str = DEFAULT_MODEL_NAME, onnx: bool = True) -> str:
     """Copy a `save_pretrained` checkpoint directory into the BentoML model store, with its ONNX
     models (written into its `onnx/` first, what the serving install and `--backend onnx` run)
     unless `onnx` is false; return the tag. Nothing is registered when a step fails."""

@@ -8,19 +8,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .export import served_tag, stored_model
+from .export import export_checkpoint, stored_model
 
 SERVICE = "service.service:EmotionClassifier"
 REPO_ROOT = Path(importlib.util.find_spec("service").origin).parent.parent  # the directory holding `service`
 
 
-def serve(port: int = 3000, host: str = "0.0.0.0") -> int:
-    """Run `bentoml serve` for the emotion service until it exits; return its exit code.
+def serve(model: str, port: int = 3000, host: str = "0.0.0.0") -> int:
+    """Run `bentoml serve` for the emotion service on `model` until it exits; return its exit code.
 
-    The model comes from SER_MODEL_TAG (default ser-emotion:latest, see `ser export`); SerError
-    if it is not in the model store.
+    `model` is a BentoML model store tag (`ser export`), or a checkpoint directory, registered first
+    (`ser export`); SerError if the tag is not in the store.
     """
-    stored_model(served_tag())  # fail fast, in one line, before the server starts
+    if Path(model).is_dir():
+        model = export_checkpoint(model)
+    tag = str(stored_model(model).tag)  # fail fast, in one line, before the server starts
     command = [
         sys.executable,
         "-m",
@@ -38,7 +40,8 @@ def serve(port: int = 3000, host: str = "0.0.0.0") -> int:
     print(f"REST API: POST http://{shown}:{port}/classify (multipart field 'audio')")
     print(f"API docs: http://{shown}:{port}/")
     print(f"Demo UI:  http://{shown}:{port}/ui")
-    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True"}
+    print(f"model:    {tag}")
+    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True", "SER_MODEL_TAG": tag}
     server = subprocess.Popen(command, env=env)
     try:
         return server.wait()

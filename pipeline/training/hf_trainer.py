@@ -1,4 +1,4 @@
-"""The `transformers.Trainer` path (`ser train --trainer`): our model, data, optimizer, schedule, loss
+"""The `transformers.Trainer` path (`ser train --trainer hf`): our model, data, optimizer, schedule, loss
 and metrics, driven by `Trainer` instead of our Accelerate loop.
 
 Trainer's own `checkpoint-N/` directories serve `--resume`: weights in safetensors, the optimizer,

@@ -70,7 +70,7 @@ class FoldTraining:
         self.out = Path(cfg.train.output_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.accelerator = acc = Accelerator(
-            mixed_precision=cfg.train.mixed_precision,
+            mixed_precision=cfg.train.accelerator_precision,
             gradient_accumulation_steps=cfg.train.gradient_accumulation_steps,
             log_with=cfg.train.report_to or None,
             project_dir=self.out,
@@ -193,6 +193,7 @@ class FoldTraining:
         results = {
             "fold": self.fold,
             "trainer": "accelerate",
+            "processes": acc.num_processes,
             "parameters": setup.parameters,
             "best_step": state.best_step,
             "stopped_early": state.stopped_early,

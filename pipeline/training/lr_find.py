@@ -57,7 +57,7 @@ def lr_range_test(
         raise ConfigError(f"--steps must be at least 10, got {steps}")
     if not 0 < start_lr < end_lr:
         raise ConfigError(f"need 0 < start_lr < end_lr, got {start_lr} and {end_lr}")
-    acc = Accelerator(mixed_precision=cfg.train.mixed_precision)
+    acc = Accelerator(mixed_precision=cfg.train.accelerator_precision)
     setup = set_up(cfg, cfg.data.fold or 0, acc)
     optimizer = setup.optimizer
     ratios = [group["lr"] / cfg.train.learning_rate for group in optimizer.param_groups]

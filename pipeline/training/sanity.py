@@ -78,7 +78,7 @@ def loss_floor(smoothing: float, classes: int) -> float:
 def overfit_batches(cfg: Config, batches: int, max_steps: int = 300) -> dict:
     """Trains on the same `batches` training batches until the loss is near its floor (or
     `max_steps`): a model that cannot memorise a handful of clips has a bug, not a tuning problem."""
-    acc = Accelerator(mixed_precision=cfg.train.mixed_precision)
+    acc = Accelerator(mixed_precision=cfg.train.accelerator_precision)
     setup = set_up(cfg, cfg.data.fold or 0, acc)
     target = loss_floor(cfg.train.label_smoothing, len(setup.labels)) + OVERFIT_LOSS
     fixed = list(itertools.islice(setup.train_loader, batches))  # cropped once, then the same every time
