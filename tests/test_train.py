@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+import yaml
 from conftest import REPO_ROOT, TINY_TRAIN, ser
 from safetensors.torch import load_file
 from sklearn.metrics import precision_recall_fscore_support, recall_score
@@ -154,6 +155,10 @@ def test_training_writes_curves_model_card_and_tensorboard_logs(trained):
     card = (trained / "best" / "README.md").read_text()
     assert "pipeline_tag: audio-classification" in card
     assert f"{metrics['test']['uar']:.3f}" in card
+    # the model and its corpus are named (the fixture trains the default small model on the demo corpus)
+    index = yaml.safe_load(card.split("---")[1])["model-index"][0]
+    assert index["name"] == "ser-synthetic-demo-small-wav2vec2-bert"
+    assert index["results"][0]["dataset"]["name"] == "synthetic-demo"
     assert 0 <= metrics["padding_fraction"] <= metrics["padding_fraction_random_batches"]
     assert (
         metrics["train_log"][0]["step"] == 1 and len(metrics["train_log"]) == metrics["history"][-1]["step"]

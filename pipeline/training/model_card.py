@@ -75,6 +75,27 @@ pipeline check, not an emotion recogniser.
 """
 
 
+GENERIC_READERS = ("folder", "csv", "auto")  # layouts, not corpora: the directory names the data
+
+
+def dataset_name(summary: dict) -> str:
+    """The corpora a prepared dataset holds: the known corpora by name (emodb, ravdess, ...), a
+    folder or manifest by its directory's name, the demo corpus as `synthetic-demo`."""
+    if summary.get("synthetic"):
+        return "synthetic-demo"
+    readers = (
+        summary["corpora"] * len(summary["data_dirs"]) if len(summary["corpora"]) == 1 else summary["corpora"]
+    )
+    names = [Path(d).name if r in GENERIC_READERS else r for r, d in zip(readers, summary["data_dirs"])]
+    return "+".join(dict.fromkeys(names))
+
+
+def model_name(cfg: Config, dataset: str) -> str:
+    """`ser-<corpora>-<backbone>`: the pretrained backbone's name, or the small model's architecture."""
+    backbone = Path(cfg.model.backbone).name if cfg.model.backbone else f"small-{cfg.model.architecture}"
+    return f"ser-{dataset}-{backbone}".lower()
+
+
 def _data_description(data_dir: Path) -> tuple[str, str]:
     """(markdown paragraph, dataset name) from the prepared data's summary.json, where present."""
     path = data_dir / "summary.json"
@@ -126,18 +147,18 @@ def write_model_card(best: Path, cfg: Config, results: dict, trainer: str) -> No
 
     config = json.loads((best / "config.json").read_text())
     test, baselines = results["test"], results["baselines"]
-    data, dataset_name = _data_description(Path(cfg.data.path))
+    data, corpora_name = _data_description(Path(cfg.data.path))
     card_data = ModelCardData(
         license="apache-2.0",
         library_name="transformers",
         pipeline_tag="audio-classification",
         tags=["speech-emotion-recognition", "audio-classification", "ser-toolkit"],
-        model_name=best.parent.name,
+        model_name=model_name(cfg, corpora_name),
         eval_results=[
             EvalResult(
                 task_type="audio-classification",
-                dataset_type=dataset_name,
-                dataset_name=dataset_name,
+                dataset_type=corpora_name,
+                dataset_name=corpora_name,
                 dataset_split="test",
                 metric_type=key,
                 metric_name=name,
@@ -155,7 +176,7 @@ def write_model_card(best: Path, cfg: Config, results: dict, trainer: str) -> No
     card = ModelCard.from_template(
         card_data,
         template_str=_TEMPLATE,
-        name=best.parent.name,
+        name=model_name(cfg, corpora_name),
         architecture=config["architectures"][0],
         params=f"{results['parameters']:,}",
         backbone=backbone,
