@@ -14,6 +14,7 @@ from .functionals import FEATURE_SETS
 # faster), else fp32; int8 = dynamic int8 linear layers (CPU). onnx = ONNX Runtime (CPU; fp32, int8).
 PRECISIONS, BACKENDS = ("auto", "fp32", "bf16", "int8"), ("auto", "onnx", "torch")
 DEFAULT_MODEL_NAME = "ser-emotion"
+INFERENCE_BATCH = 16  # clips per forward pass where a command scores many (evaluate, a recording's spans)
 SPLITS = ("train", "validation", "test")
 
 
@@ -48,7 +49,7 @@ class EvaluateArgs:
     fold: int | None = option(
         None, "fold of the prepared splits; none: the fold the checkpoint was trained on"
     )
-    batch_size: int = option(16, "clips per forward pass")
+    batch_size: int = option(INFERENCE_BATCH, "clips per forward pass")
     runtime: Runtime = field(default_factory=Runtime)
     json: bool = option(False, JSON_HELP)
 

@@ -12,6 +12,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..arguments import option
+from ..commands import INFERENCE_BATCH
 from ..errors import LimitError, OptionError, seconds_past
 from .timeline import SEGMENT_WINDOW_S, Span, Spans, WholeRecording, classify_blocks
 from .vad import VadConfig
@@ -141,7 +142,7 @@ def answer_blocks(
     probabilities: Callable[[list[np.ndarray]], np.ndarray],
     options: Options = Options(),
     vad: VadConfig | None = None,
-    batch_size: int | None = 16,
+    batch_size: int | None = INFERENCE_BATCH,
     write: Callable[[dict], None] | None = None,
 ) -> dict:
     """The answer for the recording `blocks` (a clip is a recording of one block): {label, score,

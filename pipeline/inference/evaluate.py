@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..commands import INFERENCE_BATCH
 from ..data.prepared import load_prepared
 from ..errors import SerError
 from ..metrics import evaluate_predictions
@@ -16,7 +17,7 @@ from .backends import default_device
 from .predictor import Predictor
 
 
-def split_logits(predictor: Predictor, split, batch_size: int = 16) -> np.ndarray:
+def split_logits(predictor: Predictor, split, batch_size: int = INFERENCE_BATCH) -> np.ndarray:
     """(clips, classes) the answer's logits of every clip of a prepared split, computed in batches
     of clips of similar length (a clip's answer does not depend on its batch: `Predictor.logits`)."""
     audio = split.with_format("numpy", columns=["input_values"])
@@ -35,7 +36,11 @@ def split_targets(split, labels: list[str]) -> np.ndarray:
 
 
 def evaluate_splits(
-    predictor: Predictor, dataset, labels: list[str], splits=("validation", "test"), batch_size: int = 16
+    predictor: Predictor,
+    dataset,
+    labels: list[str],
+    splits=("validation", "test"),
+    batch_size: int = INFERENCE_BATCH,
 ) -> dict:
     """{split: metrics} of `predictor` on the non-empty `splits` of a prepared dataset."""
     return {
@@ -64,7 +69,7 @@ def evaluate_checkpoint(
     data_dir: str | Path,
     split: str = "test",
     fold: int | None = None,
-    batch_size: int = 16,
+    batch_size: int = INFERENCE_BATCH,
     precision: str = "auto",
     backend: str = "auto",
 ) -> dict:

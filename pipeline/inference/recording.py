@@ -14,6 +14,7 @@ from typing import IO
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..commands import INFERENCE_BATCH
 from ..data.audio import decoder_messages_silenced, header_seconds, load_audio
 from ..data.blocks import audio_blocks
 from ..errors import LimitError, OptionError
@@ -70,7 +71,7 @@ def predict_recording(
     options: Options,
     writer: TimelineWriter | None = None,
     vad: VadConfig | None = None,
-    batch_size: int = 16,
+    batch_size: int = INFERENCE_BATCH,
 ) -> dict:
     """The answer for the recording at `path`, read in blocks, with its timeline (`options` asks
     for one): the segments in the answer, or, with a `writer`, written there as they are known."""

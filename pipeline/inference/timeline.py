@@ -10,6 +10,7 @@ from itertools import chain
 
 import numpy as np
 
+from ..commands import INFERENCE_BATCH
 from ..errors import OptionError
 from .vad import SpeechDetector, VadConfig, split_long
 
@@ -113,7 +114,7 @@ def classify_blocks(
     blocks: Iterable[np.ndarray],
     spans: Spans | WholeRecording,
     probabilities: Callable[[list[np.ndarray]], np.ndarray],
-    batch_size: int | None = 16,
+    batch_size: int | None = INFERENCE_BATCH,
     max_spans: int | None = None,
 ) -> Iterator[tuple[Span, np.ndarray]]:
     """((start, end), class probabilities) of each span of the recording `blocks`, in order, holding
