@@ -4,11 +4,18 @@ source of those commands' defaults and help (their flags are derived from them, 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..arguments import option
-from ..small_models import SMALL_MODELS
+from ..config import ModelConfig
 from .corpora import READERS
 from .splits import SplitConfig
+
+
+def model_field(name: str, help: str) -> Any:
+    """A field with the default and choices of `ModelConfig`'s field `name` (declared once, there)."""
+    declared = ModelConfig.__dataclass_fields__[name]
+    return option(declared.default, help, choices=declared.metadata.get("choices"))
 
 
 @dataclass
@@ -41,11 +48,12 @@ class PrepareConfig:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     max_bad_fraction: float = option(0.2, "stop above this share of unusable files")
     num_proc: int = option(1, "decoding processes")
-    backbone: str | None = option(None, "apply this model's feature extractor; none = the small model's")
-    architecture: str = option(
-        "wav2vec2-bert",
-        "without --backbone: the small model whose feature extractor to apply",
-        choices=tuple(SMALL_MODELS),
+    # The model whose feature extractor normalises the audio: ModelConfig's two fields, as declared there.
+    backbone: str | None = model_field(
+        "backbone", "apply this model's feature extractor; none = the small model's"
+    )
+    architecture: str = model_field(
+        "architecture", "without --backbone: the small model whose feature extractor to apply"
     )
     splits: SplitConfig = field(default_factory=SplitConfig)
 
