@@ -15,7 +15,7 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
-from .arguments import add_flags, from_flags, given_flags, int_list, positive_int
+from .arguments import add_flags, config_fields, from_flags, given_flags, int_list, positive_int
 from .commands import EXAMPLES, BaselineArgs, EvaluateArgs, ExportArgs, PredictArgs, ServeArgs, TrainArgs
 from .config import Config, load_config
 from .data.prepare_config import PrepareConfig, SynthConfig
@@ -48,13 +48,15 @@ def _prepare(args) -> None:
     print(f"prepared data in {args.output_dir} (summary.json, summary.png)")
 
 
+CONFIG_KEYS = {name for name, _, _ in config_fields(Config)}  # the flags that set the configuration
 FINISHED = ("metrics.json", "cv_metrics.json", "seeds_metrics.json", "lr_find.json")
 
 
 def _run_config(args) -> Config:
     """Defaults, then --config, then the flags given, then `section.key=value` overrides; a run
     directory that holds a finished run is refused without --overwrite (or --resume)."""
-    cfg = load_config(args.config, args.overrides, given_flags(args))
+    flags = {name: value for name, value in given_flags(args).items() if name in CONFIG_KEYS}
+    cfg = load_config(args.config, args.overrides, flags)
     out = Path(getattr(args, "output_dir", None) or cfg.train.output_dir)
     finished = [name for name in FINISHED if (out / name).is_file()]
     if finished and not (args.overwrite or getattr(args, "resume", False)):

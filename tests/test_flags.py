@@ -24,6 +24,7 @@ from pipeline.commands import (
 )
 from pipeline.config import Config, TrainConfig, differences, load_config
 from pipeline.data.prepare_config import PrepareConfig, SynthConfig
+from pipeline.errors import SerError
 from pipeline.inference.answers import Options
 from pipeline.inference.vad import VadConfig
 
@@ -218,3 +219,23 @@ def test_config_files_hold_only_what_differs_from_the_defaults(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(differences(cfg)))
     assert load_config(path) == cfg
+
+
+def test_a_finished_run_is_not_written_over_without_overwrite(tmp_path):
+    """`ser train` into a directory that holds a finished run stops with one line; --overwrite (or
+    --resume) goes on; a directory without one is fine."""
+    parse = build_parser().parse_args
+    finished = tmp_path / "run"
+    finished.mkdir()
+    (finished / "metrics.json").write_text("{}")
+    with pytest.raises(SerError, match=r"holds a finished run \(metrics.json\): add --overwrite"):
+        _run_config(parse(["train", "--output-dir", str(finished)]))
+    assert _run_config(
+        parse(["train", "--output-dir", str(finished), "--overwrite"])
+    ).train.output_dir == str(finished)
+    assert _run_config(parse(["train", "--output-dir", str(finished), "--resume"]))
+    assert _run_config(parse(["train", "--output-dir", str(tmp_path / "new")]))
+    (tmp_path / "lr").mkdir()
+    (tmp_path / "lr" / "lr_find.json").write_text("{}")
+    with pytest.raises(SerError, match="lr_find.json"):
+        _run_config(parse(["lr-find", "--output-dir", str(tmp_path / "lr")]))
