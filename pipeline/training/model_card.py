@@ -111,7 +111,7 @@ def _data_description(data_dir: Path) -> tuple[str, str]:
         f"Corpora: {corpora}; split by {summary['split_scheme']} ({summary['split_note']}).\n\n"
         f"| split | clips | speakers | hours |\n|---|---|---|---|\n{rows}"
     )
-    return text, corpora
+    return text, dataset_name(summary)
 
 
 def _answer_description(cfg: Config, weight: float | None) -> str:
