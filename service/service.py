@@ -55,10 +55,14 @@ log_refusals_as_warnings()
 bound_metric_paths(extra=("/stream",))
 
 
-def _answer(ctx: bentoml.Context, work: Callable[[], dict[str, Any]], upload: Path | None = None) -> Answer:
+def _answer(
+    ctx: bentoml.Context, work: Callable[[], dict[str, Any]], upload: Path | None = None
+) -> Answer | JSONResponse:
     """`work()`'s answer, or an error answer logged as one warning line: 4xx for a refused input
     (an upload is called "upload", not by the path of the server's temporary copy), 503 for a clip
-    the dispatcher refused after it waited SER_MAX_LATENCY_MS."""
+    the dispatcher refused after it waited SER_MAX_LATENCY_MS. (The API methods declare `Answer`,
+    their 200 schema; BentoML sends a returned response as it is, the errors declared in
+    `service/responses.py`.)"""
     try:
         return Answer.model_validate(work())
     except InputError as err:
