@@ -213,6 +213,10 @@ def _command(sub, name: str, help_text: str, func, *sources: type) -> argparse.A
     return p
 
 
+def _output_dir(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--output-dir", required=True, help=f"where {what} go (required)")
+
+
 def _run_parser(sub, name: str, help_text: str, func, results: str = "") -> argparse.ArgumentParser:
     """A command that runs the configuration: --config, one flag per key, `section.key=value`; with
     `results`, its own required --output-dir instead of train.output_dir."""
@@ -220,14 +224,10 @@ def _run_parser(sub, name: str, help_text: str, func, results: str = "") -> argp
     p.add_argument("--config", help="YAML file of the keys that differ from the defaults (default: none)")
     add_flags(p, Config, skip=("train.output_dir",) if results else ())
     if results:
-        p.add_argument("--output-dir", required=True, help=f"where {results} go (required)")
+        _output_dir(p, results)
     p.add_argument("--overwrite", action="store_true", help="replace a finished run there (default: off)")
     p.add_argument("overrides", nargs="*", metavar="section.key=value", help="any config key (default: none)")
     return p
-
-
-def _output_dir(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--output-dir", required=True, help=f"where {what} go (required)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -130,9 +130,8 @@ ClipOptions = create_model(
 )
 
 
-def options_of(request: bentoml.IODescriptor | dict) -> Options:
-    """The `Options` a request's fields give."""
-    fields = request if isinstance(request, dict) else dict(request)
+def options_of(fields: dict[str, Any]) -> Options:
+    """The `Options` of a request's option fields (BentoML passes them to the API as keywords)."""
     return Options(**{f.name: fields[f.name] for f in dataclasses.fields(Options)})
 
 

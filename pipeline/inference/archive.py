@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,8 +82,7 @@ def archive_files(source: str | Path, extensions: tuple[str, ...] = AUDIO_EXTENS
         raise SerError(f"no folder or manifest at {source}")
     if not found:
         raise SerError(f"{source}: no audio files ({', '.join(extensions)})")
-    seen: set[str] = set()
-    twice = [f.key for f in found if f.key in seen or seen.add(f.key)]
+    twice = [key for key, count in Counter(f.key for f in found).items() if count > 1]
     if twice:
         raise SerError(f"{source}: {twice[0]} is listed more than once")
     return found

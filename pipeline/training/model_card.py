@@ -148,12 +148,13 @@ def write_model_card(best: Path, cfg: Config, results: dict, trainer: str) -> No
     config = json.loads((best / "config.json").read_text())
     test, baselines = results["test"], results["baselines"]
     data, corpora_name = _data_description(Path(cfg.data.path))
+    name = model_name(cfg, corpora_name)
     card_data = ModelCardData(
         license="apache-2.0",
         library_name="transformers",
         pipeline_tag="audio-classification",
         tags=["speech-emotion-recognition", "audio-classification", "ser-toolkit"],
-        model_name=model_name(cfg, corpora_name),
+        model_name=name,
         eval_results=[
             EvalResult(
                 task_type="audio-classification",
@@ -176,7 +177,7 @@ def write_model_card(best: Path, cfg: Config, results: dict, trainer: str) -> No
     card = ModelCard.from_template(
         card_data,
         template_str=_TEMPLATE,
-        name=model_name(cfg, corpora_name),
+        name=name,
         architecture=config["architectures"][0],
         params=f"{results['parameters']:,}",
         backbone=backbone,
