@@ -22,7 +22,7 @@ UV_VERSION := $(shell sed -n '/^name = "uv"$$/{n;s/^version = "\(.*\)"$$/\1/p;}'
 # Every install is exactly uv.lock (`uv sync --locked`: missing packages added, others removed);
 # a pyproject.toml that no longer matches the lock stops here with one line.
 install: check-lock
-	$(UV) sync --locked --quiet --extra train
+	$(UV) sync --locked --quiet --extra train --extra cluster
 
 $(UV):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -84,7 +84,7 @@ chromium:
 # Benchmarks: the baseline recipes need FFmpeg (Debian package) and torchcodec.
 bench-deps: check-lock
 	command -v ffmpeg >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq ffmpeg)
-	$(UV) sync --locked --quiet --extra train --group bench
+	$(UV) sync --locked --quiet --extra train --extra cluster --group bench
 
 bench-prepare: bench-deps
 	$(BIN)/python scripts/bench_prepare.py

@@ -158,6 +158,7 @@ def _evaluate(args) -> None:
         cfg.batch_size,
         cfg.runtime.precision,
         cfg.runtime.backend,
+        cfg.runtime.device,
     )
     if cfg.json:
         print(json.dumps(metrics))
@@ -170,16 +171,15 @@ def _evaluate(args) -> None:
 
 
 def _predict(args) -> None:
-    missing = [f for f in args.files if not Path(f).is_file()]
-    if missing:
-        raise SerError(f"file not found: {missing[0]}")
+    cfg, options, vad = from_flags(PredictArgs, args), from_flags(Options, args), from_flags(VadConfig, args)
+    if cfg.archive.output_dir:
+        from .inference.archive_job import score_archive
+
+        print(score_archive(args.files, cfg, options, vad))
+        return
     from .inference.recording import predict_files
 
-    cfg, options, vad = from_flags(PredictArgs, args), from_flags(Options, args), from_flags(VadConfig, args)
-    runtime = cfg.runtime
-    for answer in predict_files(
-        args.files, cfg.checkpoint, options, vad, cfg.output, runtime.precision, runtime.backend
-    ):
+    for answer in predict_files(args.files, cfg.checkpoint, options, vad, cfg.output, cfg.runtime):
         print(json.dumps(answer), flush=True)
 
 
@@ -268,7 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
     _command(sub, "evaluate", evaluate_help, _evaluate, EvaluateArgs)
     predict_help = "classify audio files (one JSON line each, as the REST API answers)"
     p = _command(sub, "predict", predict_help, _predict, PredictArgs, Options, VadConfig)
-    p.add_argument("files", nargs="+", help="audio files (WAV, FLAC, OGG, MP3; any rate, any length)")
+    files_help = (
+        "audio files (WAV, FLAC, OGG, MP3; any rate, any length); with --output-dir: a folder or manifest"
+    )
+    p.add_argument("files", nargs="+", help=files_help)
     export_help = "register a checkpoint in the BentoML model store, with its ONNX models (fp32, int8)"
     _command(sub, "export", export_help, _export, ExportArgs)
     _command(

@@ -34,6 +34,9 @@ class Runtime:
         "auto: onnx on the CPU where the checkpoint has ONNX models (`ser export`) or torch is absent",
         choices=BACKENDS,
     )
+    device: str = option(
+        "auto", "cpu, cuda or cuda:N (torch backend); auto: cuda where torch sees a GPU, else cpu"
+    )
 
 
 CHECKPOINT_HELP = "a checkpoint directory (a training run's best/)"
@@ -55,12 +58,35 @@ class EvaluateArgs:
 
 
 @dataclass(frozen=True)
+class ArchiveArgs:
+    """Scoring a whole archive (`pipeline.inference.archive_job`)."""
+
+    output_dir: str | None = option(
+        None,
+        "score a folder or a manifest (.csv/.jsonl with a path column) into a table of shards here; "
+        "killed and run again, it goes on where it stopped; none: print one JSON line per file",
+    )
+    format: str = option("parquet", "the shards' format", choices=("parquet", "jsonl"))
+    workers: int | None = option(
+        None, "processes (or Ray actors), each holding the model; none: one per GPU on cuda, else 1"
+    )
+    engine: str = option(
+        "local", "local: worker processes on this machine; ray: Ray Data actors", choices=("local", "ray")
+    )
+    ray_address: str | None = option(
+        None, "the Ray cluster to run on (`ray start --head` prints it); none: RAY_ADDRESS, else a local one"
+    )
+    shard_files: int = option(1000, "files per shard (a shard is also written every minute)")
+
+
+@dataclass(frozen=True)
 class PredictArgs:
     checkpoint: str = option(MISSING, CHECKPOINT_HELP)
     output: str | None = option(
         None, "write the timeline (one line per segment) to this .jsonl or .csv file; none: in the answers"
     )
     runtime: Runtime = field(default_factory=Runtime)
+    archive: ArchiveArgs = field(default_factory=ArchiveArgs)
 
 
 @dataclass(frozen=True)
@@ -114,7 +140,8 @@ EXAMPLES = {
     "baseline": "ser baseline --data runs/emodb/data --features egemaps",
     "evaluate": "ser evaluate --checkpoint runs/emodb/model/best --data runs/emodb/data --json",
     "predict": "ser predict --checkpoint runs/demo/model/best clip.wav\n"
-    "  ser predict --checkpoint runs/demo/model/best --segments vad --output timeline.csv interview.wav",
+    "  ser predict --checkpoint runs/demo/model/best --segments vad --output timeline.csv interview.wav\n"
+    "  ser predict --checkpoint runs/demo/model/best --output-dir scores/ --workers 2 calls/",
     "export": "ser export --checkpoint runs/demo/model/best --name ser-emotion",
     "serve": "ser serve --model ser-emotion:latest --port 3000\n  ser serve --model runs/demo/model/best",
 }

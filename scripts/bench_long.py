@@ -24,40 +24,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import psutil
 import soundfile as sf
+from archives import SR, write_recording
 from servers import cpu_model
 
-from pipeline.data.synth import make_speakers, synthesize_utterance
 from pipeline.inference.serve import REPO_ROOT
 
-SR = 16_000
 MODEL = REPO_ROOT / "runs" / "demo" / "model"
 OUT = REPO_ROOT / "runs" / "bench"
-EMOTIONS = ["angry", "happy", "neutral", "sad"]
-
-
-def write_recording(path: Path, minutes: float, seed: int = 0) -> list[tuple[float, float, str]]:
-    """Write the recording; return (start s, end s, emotion) of every utterance in it."""
-    rng = np.random.default_rng(seed)
-    speakers = make_speakers(8, seed + 100)  # not the demo corpus's training speakers
-    parts, cycle, t = [], [], 0.0
-    while t < 120:
-        gap = rng.uniform(0.6, 2.0)
-        emotion = EMOTIONS[rng.integers(4)]
-        clip = synthesize_utterance(speakers[rng.integers(8)], emotion, rng)
-        parts += [np.zeros(round(gap * SR), np.float32), clip]
-        cycle.append((t + gap, t + gap + len(clip) / SR, emotion))
-        t += gap + len(clip) / SR
-    block = np.concatenate(parts)
-    block = block + (10 ** (-60 / 20) * rng.standard_normal(len(block))).astype(np.float32)
-    repeats = max(1, round(minutes * 60 * SR / len(block)))
-    with sf.SoundFile(path, "w", SR, 1, subtype="PCM_16") as f:
-        for _ in range(repeats):
-            f.write(block)
-    seconds = len(block) / SR
-    return [(s + k * seconds, e + k * seconds, emo) for k in range(repeats) for s, e, emo in cycle]
 
 
 def peak_run(command: list[str]) -> tuple[float, float, list[tuple[float, float]]]:

@@ -157,6 +157,16 @@ def readable(name: str) -> Iterator[None]:
         raise AudioError(f"{name}: not a readable audio file ({detail})") from err
 
 
+def check_file(name: str) -> None:
+    """Raise AudioError for a path that is not a file, or an empty one (libsndfile's own words for
+    an empty file suggest a pipe)."""
+    path = Path(name)
+    if not path.is_file():
+        raise AudioError(f"audio file not found: {name}")
+    if not path.stat().st_size:
+        raise AudioError(f"{name}: empty file (0 bytes)")
+
+
 def header_seconds(path: str | Path) -> float:
     """The duration a file's header states; 0 when unreadable (reading it says why)."""
     try:
@@ -200,10 +210,8 @@ def load_audio(
         handle = io.BytesIO(source)
         name = "upload"
     else:
-        handle = str(source)
-        name = str(source)
-        if not Path(source).is_file():
-            raise AudioError(f"audio file not found: {name}")
+        handle = name = str(source)
+        check_file(name)
     with readable(name), sf.SoundFile(handle) as f:
         sr = f.samplerate
         check_format(name, sr, f.channels)

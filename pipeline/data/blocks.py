@@ -11,7 +11,14 @@ import numpy as np
 import soundfile as sf
 
 from ..errors import AudioError
-from .audio import TARGET_SAMPLING_RATE, _to_model_input, check_format, readable, resampling_ratio
+from .audio import (
+    TARGET_SAMPLING_RATE,
+    _to_model_input,
+    check_file,
+    check_format,
+    readable,
+    resampling_ratio,
+)
 from .resampling import resample_ratio
 
 BLOCK_S = 20.0
@@ -64,6 +71,7 @@ def audio_blocks(
     """Mono float32 blocks at `target_sr` of the file at `path`, about `block_s` seconds each, checked
     as `load_audio` checks a whole file. Raises AudioError for a file that cannot be read."""
     name = str(path)
+    check_file(name)
     with readable(name), sf.SoundFile(name) as f:
         check_format(name, f.samplerate, f.channels)
         resampler = BlockResampler(f.samplerate, target_sr)

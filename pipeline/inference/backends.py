@@ -44,6 +44,14 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def resolve_device(device: str, backend: str = "auto") -> str | None:
+    """`--device` as `Predictor.from_pretrained` takes it (None: the CPU): auto is cuda where torch
+    sees a GPU, unless the backend asked for is onnx (CPU only)."""
+    if device == "auto":
+        device = "cpu" if backend == "onnx" else default_device()
+    return None if device == "cpu" else device
+
+
 @cache
 def _exported_for_this_process(checkpoint: Path) -> Path:
     """A checkpoint without `onnx/`: exported once per process into a temporary directory (the full

@@ -13,7 +13,7 @@ from ..commands import INFERENCE_BATCH
 from ..data.prepared import load_prepared
 from ..errors import SerError
 from ..metrics import evaluate_predictions
-from .backends import default_device
+from .backends import resolve_device
 from .predictor import Predictor
 
 
@@ -72,17 +72,19 @@ def evaluate_checkpoint(
     batch_size: int = INFERENCE_BATCH,
     precision: str = "auto",
     backend: str = "auto",
+    device: str = "auto",
 ) -> dict:
     """Metrics of a saved checkpoint at an inference precision and backend (see `PRECISIONS`,
     `BACKENDS`) on one split of one fold of prepared data (None: the fold it was trained on), on the
-    GPU when there is one (torch); the fold, backend and precision used are in the answer."""
+    GPU when there is one (`device` auto, torch); the fold, backend and precision used are in the
+    answer."""
     fold = trained_fold(checkpoint) if fold is None else fold
     dataset, labels, extractor = load_prepared(data_dir, fold)
     if split not in dataset:
         raise SerError(f"no split {split!r} in {data_dir}; have {', '.join(dataset)}")
     if not len(dataset[split]):
         raise SerError(f"the {split} split of {data_dir} is empty")
-    device = None if backend == "onnx" else default_device()
+    device = resolve_device(device, backend)
     predictor = Predictor.from_pretrained(checkpoint, device=device, precision=precision, backend=backend)
     if predictor.labels != labels:
         raise SerError(f"checkpoint labels {predictor.labels} differ from the data's {labels}")

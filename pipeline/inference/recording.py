@@ -14,11 +14,12 @@ from typing import IO
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..commands import INFERENCE_BATCH
+from ..commands import INFERENCE_BATCH, Runtime
 from ..data.audio import decoder_messages_silenced, header_seconds, load_audio
 from ..data.blocks import audio_blocks
-from ..errors import LimitError, OptionError
+from ..errors import LimitError, OptionError, SerError
 from .answers import Options, answer_blocks, classify_wave
+from .backends import resolve_device
 from .memory import settle_process
 from .predictor import Predictor
 from .vad import VadConfig
@@ -72,12 +73,13 @@ def predict_recording(
     writer: TimelineWriter | None = None,
     vad: VadConfig | None = None,
     batch_size: int = INFERENCE_BATCH,
+    progress: bool = True,
 ) -> dict:
     """The answer for the recording at `path`, read in blocks, with its timeline (`options` asks
     for one): the segments in the answer, or, with a `writer`, written there as they are known."""
     sr = predictor.sampling_rate
     total = round(header_seconds(path), 1) or None
-    with tqdm(total=total, unit="s", desc=Path(path).name, disable=None) as bar:
+    with tqdm(total=total, unit="s", desc=Path(path).name, disable=None if progress else True) as bar:
 
         def blocks() -> Iterator[np.ndarray]:
             for block in audio_blocks(path, sr):
@@ -90,22 +92,47 @@ def predict_recording(
         )
 
 
+def answer_file(
+    path: str,
+    predictor: Predictor,
+    options: Options,
+    vad: VadConfig,
+    writer: TimelineWriter | None = None,
+    progress: bool = True,
+) -> dict:
+    """`ser predict`'s answer for one file: its timeline read in blocks (`options` asks for one),
+    else the whole clip (at most `MAX_WHOLE_CLIP_S`)."""
+    with decoder_messages_silenced():  # an error is one line, without the decoder's notes
+        if options.timeline:
+            return predict_recording(path, predictor, options, writer, vad, progress=progress)
+        long_file_check(path)
+        wave = load_audio(path, predictor.sampling_rate)
+        return classify_wave(
+            wave, predictor.sampling_rate, predictor.labels, predictor.probabilities, options
+        )
+
+
 def predict_files(
     files: list[str],
     checkpoint: str,
     options: Options,
     vad: VadConfig,
     output: str | None = None,
-    precision: str = "auto",
-    backend: str = "torch",
+    runtime: Runtime | None = None,
 ) -> Iterator[dict]:
     """`ser predict`: one answer per file; a timeline is read in blocks and, with `output`, written
     there as it is found."""
+    missing = [f for f in files if not Path(f).is_file()]
+    if missing:
+        hint = " (a folder or a manifest is scored with --output-dir)" if Path(missing[0]).is_dir() else ""
+        raise SerError(f"file not found: {missing[0]}{hint}")
     vad.check()
     kind = output and TimelineWriter.kind_of(output)
     if kind and not options.timeline:
         raise OptionError("--output writes a timeline: add --segments vad or --window-s")
-    predictor = Predictor.from_pretrained(checkpoint, precision=precision, backend=backend)
+    predictor = Predictor.from_pretrained(
+        checkpoint, resolve_device(runtime.device, runtime.backend), runtime.precision, runtime.backend
+    )
     settle_process(predictor.backend)
     options.check(len(predictor.labels))
     with contextlib.ExitStack() as stack:
@@ -115,13 +142,4 @@ def predict_files(
                 stack.enter_context(open(output, "w", newline="")), kind, predictor.labels
             )
         for path in files:
-            with decoder_messages_silenced():  # an error is one line, without the decoder's notes
-                if options.timeline:
-                    answer = predict_recording(path, predictor, options, writer, vad)
-                else:
-                    long_file_check(path)
-                    wave = load_audio(path, predictor.sampling_rate)
-                    answer = classify_wave(
-                        wave, predictor.sampling_rate, predictor.labels, predictor.probabilities, options
-                    )
-            yield {"file": path, **answer}
+            yield {"file": path, **answer_file(path, predictor, options, vad, writer)}

@@ -1,0 +1,59 @@
+"""Archive scoring on Ray Data (`ser predict --output-dir ... --engine ray`): the files as a
+dataset, `map_batches` over a pool of actors that each hold the model (`FileScorer`: one CPU each,
+or one GPU each on cuda), the answers streamed back to the driver, which writes the same shards as
+a local job. On a cluster every node reads the files at the same paths (shared storage) and has
+this package installed; the driver connects to `--ray-address` (or RAY_ADDRESS, as under
+`ray job submit`), else starts a local instance with one CPU per worker."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+from .archive_job import FileScorer, Scoring
+
+BATCH_FILES = 4  # files per call of an actor
+
+
+class RayScorer:
+    """A Ray Data actor: the model, loaded once; a batch of paths in, their answers (JSON) out."""
+
+    def __init__(self, scoring: Scoring, device: str):
+        self.score = FileScorer(scoring, device, threads=1)
+
+    def __call__(self, batch: dict) -> dict:
+        return {"index": batch["index"], "answer": [json.dumps(self.score(p)) for p in batch["path"]]}
+
+
+def ray_answers(
+    scoring: Scoring, paths: list[str], workers: int, device: str, address: str | None
+) -> Iterator[tuple[int, dict]]:
+    """(index, answer) of each of `paths`, as the actors finish them."""
+    import ray
+    import ray.data
+
+    ray.init(
+        address=address,
+        num_cpus=None if address else workers,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+    )
+    try:
+        gpu = device.startswith("cuda") or (device == "auto" and ray.cluster_resources().get("GPU", 0) > 0)
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False  # the driver draws one bar
+        files = ray.data.from_items([{"index": i, "path": path} for i, path in enumerate(paths)])
+        answers = files.map_batches(
+            RayScorer,
+            fn_constructor_kwargs={"scoring": scoring, "device": "cuda" if gpu else "cpu"},
+            batch_size=BATCH_FILES,
+            compute=ray.data.ActorPoolStrategy(size=workers),
+            num_cpus=0 if gpu else 1,
+            num_gpus=1 if gpu else 0,
+        )
+        for batch in answers.iter_batches(batch_size=None, batch_format="numpy"):
+            for index, answer in zip(batch["index"], batch["answer"]):
+                yield int(index), json.loads(answer)
+    finally:
+        ray.shutdown()
