@@ -14,8 +14,8 @@ import pytest
 
 from pipeline.errors import SerError
 from pipeline.inference.archive import ArchiveFile, archive_files
-from pipeline.inference.archive_job import worker_devices
 from pipeline.inference.archive_table import ArchiveTable
+from pipeline.inference.archive_workers import worker_devices
 
 pytestmark = pytest.mark.fast
 

@@ -463,7 +463,7 @@ def test_an_empty_file_and_an_empty_upload(tmp_path):
     (tmp_path / "empty.wav").write_bytes(b"")
     with pytest.raises(InputError) as err:
         load_audio(tmp_path / "empty.wav")
-    assert_audio_error(err, str(tmp_path / "empty.wav"), 400, ("not a readable audio file",))
+    assert_audio_error(err, str(tmp_path / "empty.wav"), 400, ("empty file (0 bytes)",))
     with pytest.raises(InputError) as err:
         load_audio(b"")
     assert (str(err.value), status_of(err.value)) == ("empty upload: no audio bytes received", 400)

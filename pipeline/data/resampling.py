@@ -12,7 +12,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 LOWPASS_FILTER_WIDTH = 6
 ROLLOFF = 0.99
-BLOCK = 2**22  # elements of the input frames one matmul copies: memory stays bounded for any length
+BLOCK = 2**21  # elements (float64) of the input frames one matmul copies: memory bounded for any length
 
 
 @lru_cache(maxsize=16)  # a few rates in use; an odd rate's kernel may take 8 MB
@@ -32,6 +32,11 @@ def _kernel(orig: int, new: int) -> tuple[np.ndarray, int]:
     return kernel, width
 
 
+@lru_cache(maxsize=16)
+def _kernel64(orig: int, new: int) -> np.ndarray:
+    return _kernel(orig, new)[0].astype(np.float64)
+
+
 def resample_ratio(wave: np.ndarray, orig: int, new: int) -> np.ndarray:
     """A 1-D waveform resampled by new/orig: `torchaudio.functional.resample(wave, orig, new)` in
     float32, its strided convolution one matmul per block of output frames."""
@@ -41,10 +46,15 @@ def resample_ratio(wave: np.ndarray, orig: int, new: int) -> np.ndarray:
     if orig == new:
         return wave
     kernel, width = _kernel(orig, new)
+    kernel64 = _kernel64(orig, new)
     frames = sliding_window_view(np.pad(wave, (width, width + orig)), kernel.shape[1])[::orig]
     out = np.empty((len(frames), new), np.float32)
     step = max(1, BLOCK // kernel.shape[1])
     for start in range(0, len(frames), step):
-        np.matmul(np.ascontiguousarray(frames[start : start + step]), kernel.T, out=out[start : start + step])
+        # Sums in float64, rounded once: BLAS sums float32 in an order that depends on its thread
+        # count, and openSMILE's functionals (a fused checkpoint's head) turn last-bit differences of
+        # the samples into differences of 1e-4 in the answer.
+        block = np.asarray(frames[start : start + step], np.float64) @ kernel64.T
+        out[start : start + step] = block
     # torchaudio rounds the output length through float32 (torch.as_tensor of a Python float)
     return out.reshape(-1)[: math.ceil(np.float32(new * len(wave) / orig))]

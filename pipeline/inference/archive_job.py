@@ -1,153 +1,29 @@
 """`ser predict --output-dir`: every file of an archive (a folder or a manifest, `archive`) scored
 into a table of shards (`archive_table`), by worker processes that each hold the model
-(`--workers`), or by Ray Data actors on a cluster (`--engine ray`, `archive_ray`). Workers answer
-files and send the answers back; the driver alone writes, so the rows do not depend on where they
-were computed, and a job killed at any moment goes on where it stopped when started again.
+(`--workers`, `archive_workers`), or by Ray Data actors on a cluster (`--engine ray`,
+`archive_ray`). Workers answer files and send the answers back; the driver alone writes, so the
+rows do not depend on where they were computed, and a job killed at any moment goes on where it
+stopped when started again.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
 import time
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass
-from multiprocessing import get_context
+from dataclasses import asdict
 
 from tqdm.auto import tqdm
 
 from ..commands import PredictArgs
 from ..errors import ConfigError, OptionError, SerError
-from ..functionals import available_cores
 from .answers import Options
 from .archive import archive_files
 from .archive_table import ArchiveTable
-from .backends import default_device, torch_installed
-from .memory import settle_process
+from .archive_workers import Scoring, gpu_count, local_answers, worker_devices
 from .onnx_model import weights_digest
-from .predictor import Predictor, checkpoint_labels
-from .recording import answer_file
+from .predictor import checkpoint_labels
 from .vad import VadConfig
-
-PR_SET_PDEATHSIG = 1
-IN_FLIGHT = 4  # files sent ahead to each worker process
-
-
-@dataclass(frozen=True)
-class Scoring:
-    """What a worker needs to answer files (sent to each process or actor)."""
-
-    checkpoint: str
-    options: Options
-    vad: VadConfig
-    precision: str
-    backend: str
-
-
-class FileScorer:
-    """The model, loaded once, answering file after file as `ser predict` does: `{"error": ...}`
-    for a file that cannot be scored (not found, not audio, too short, no speech)."""
-
-    def __init__(self, scoring: Scoring, device: str, threads: int | None = None):
-        if threads:
-            os.environ["OMP_NUM_THREADS"] = str(threads)  # ONNX Runtime's threads (`thread_budget`)
-        device = None if device == "cpu" else device
-        self.predictor = Predictor.from_pretrained(
-            scoring.checkpoint, device, scoring.precision, scoring.backend
-        )
-        if threads and self.predictor.backend == "torch":
-            import torch
-
-            torch.set_num_threads(threads)
-        settle_process(self.predictor.backend)
-        self.scoring = scoring
-
-    def __call__(self, path: str) -> dict:
-        try:
-            return answer_file(path, self.predictor, self.scoring.options, self.scoring.vad, progress=False)
-        except SerError as err:
-            return {"error": str(err)}
-
-
-def worker_devices(device: str, workers: int | None, gpus: int) -> list[str]:
-    """The device of each worker: on cuda one per GPU by default (`cuda:0`, `cuda:1`, ...; more
-    workers share them in turn); on the CPU one worker by default."""
-    if device == "auto":
-        device = "cuda" if gpus else "cpu"
-    if device == "cuda":
-        if not gpus:
-            raise ConfigError("--device cuda: torch sees no GPU here")
-        return [f"cuda:{i % gpus}" for i in range(workers or gpus)]
-    return [device] * (workers or 1)
-
-
-def gpu_count(device: str, backend: str) -> int:
-    """The GPUs the workers may use: none on the CPU or with the onnx backend."""
-    if device == "cpu" or backend == "onnx" or not torch_installed():
-        return 0
-    import torch
-
-    return torch.cuda.device_count() if default_device() == "cuda" else 0
-
-
-def die_with_parent() -> None:
-    """Linux: this process gets SIGKILL when the one that started it dies (a killed job leaves no
-    workers behind); elsewhere nothing."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
-
-
-_scorer: FileScorer | SerError | None = None  # a worker process's
-
-
-def _start_worker(scoring: Scoring, devices, threads: int) -> None:
-    die_with_parent()
-    global _scorer
-    try:
-        _scorer = FileScorer(scoring, devices.get(), threads)
-    except SerError as err:  # told to the driver with the first file
-        _scorer = err
-
-
-def _score(path: str) -> dict:
-    if isinstance(_scorer, SerError):
-        raise _scorer
-    return _scorer(path)
-
-
-def local_answers(scoring: Scoring, paths: list[str], devices: list[str]) -> Iterator[tuple[int, dict]]:
-    """(index, answer) of each of `paths`, as they are done: in this process for one worker, else in
-    one process per device, each on its share of the cores."""
-    if len(devices) == 1:
-        scorer = FileScorer(scoring, devices[0])
-        yield from ((i, scorer(path)) for i, path in enumerate(paths))
-        return
-    context = get_context("spawn")
-    queue = context.Queue()
-    for device in devices:
-        queue.put(device)
-    threads = max(1, available_cores() // len(devices))
-    pool = ProcessPoolExecutor(
-        len(devices), context, initializer=_start_worker, initargs=(scoring, queue, threads)
-    )
-    try:
-        todo, pending = iter(enumerate(paths)), {}
-        while True:
-            for i, path in todo:
-                pending[pool.submit(_score, path)] = i
-                if len(pending) >= IN_FLIGHT * len(devices):
-                    break
-            if not pending:
-                return
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield pending.pop(future), future.result()
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def answers_of(scoring: Scoring, paths: list[str], cfg: PredictArgs) -> Iterator[tuple[int, dict]]:

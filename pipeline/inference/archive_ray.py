@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-from .archive_job import FileScorer, Scoring
+from .archive_workers import FileScorer, Scoring
 
 BATCH_FILES = 4  # files per call of an actor
 

@@ -203,6 +203,10 @@ class FoldTraining:
         }
         results = complete(results, setup, acc, self.evaluation, state.train_log, "custom Accelerate loop")
         acc.end_training()
+        # Every collective finished before the model and its process group are freed: gloo's thread,
+        # freeing a last broadcast's tensors, needs the GIL the thread freeing the group holds (a
+        # 2-process run hung so at exit once, under load).
+        acc.wait_for_everyone()
         return results
 
 
