@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 from conftest import REPO_ROOT, ser
@@ -73,6 +74,7 @@ def test_the_readme_is_about_one_screen_per_journey():
         "Deploy a Bento",
         "A pretrained backbone (with internet)",
         "A one-hour recording",
+        "Score a whole archive",
     ):
         assert f"\n## {heading}\n" in README, heading
 
@@ -110,9 +112,10 @@ def test_the_stream_block_runs_as_written(server, workdir):
     assert "'type': 'ready'" in lines[0] and lines[-1].startswith("summary: ") and len(lines) >= 4
 
 
-def test_training_on_a_folder_and_the_one_hour_block_run_as_written(corpus, workdir):
+def test_training_on_a_folder_the_one_hour_and_the_archive_blocks_run_as_written(corpus, workdir):
     """The folder journey on the session's demo corpus (a folder per label) as `my_clips`, one
-    epoch (the written command trains 30 or more), then `ser predict --segments vad` with its model."""
+    epoch (the written command trains 30 or more), then `ser predict --segments vad` and the
+    archive command with its model (`calls/`: the corpus's happy clips)."""
     (workdir / "my_clips").symlink_to(corpus, target_is_directory=True)
     prepare, train, evaluate = commands(blocks("Train on your own folder of labelled audio", "bash")[0])
     run(prepare, workdir)
@@ -124,6 +127,13 @@ def test_training_on_a_folder_and_the_one_hour_block_run_as_written(corpus, work
     run(predict, workdir)
     rows = (workdir / "timeline.csv").read_text().splitlines()
     assert rows[0].startswith("file,start,end,label,score") and len(rows) >= 2
+    (workdir / "calls").symlink_to(corpus / "happy", target_is_directory=True)
+    local = commands(blocks("Score a whole archive", "bash")[0])[0]
+    local[local.index("runs/demo/model/best")] = "runs/mine/model/best"
+    assert "files scored" in run(local, workdir).stdout
+    table = pq.read_table(workdir / "scores").to_pylist()
+    assert sorted(row["path"] for row in table) == sorted(p.name for p in (corpus / "happy").iterdir())
+    assert all(row["error"] is None and row["label"] for row in table)
 
 
 def test_ser_version_runs():

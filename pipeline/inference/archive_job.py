@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 
 from tqdm.auto import tqdm
 
@@ -62,7 +62,7 @@ def score_archive(sources: list[str], cfg: PredictArgs, options: Options, vad: V
     }
     table = ArchiveTable(job.output_dir, run, options.timeline, files, job.shard_files)
     todo = [f for f in files if f.key not in table.done]
-    seconds, failed, start = 0.0, 0, time.monotonic()
+    tally = Tally()
     try:
         if todo:
             scoring = Scoring(cfg.checkpoint, options, vad, runtime.precision, runtime.backend)
@@ -71,10 +71,9 @@ def score_archive(sources: list[str], cfg: PredictArgs, options: Options, vad: V
             with tqdm(total=len(files), initial=done, unit="file", desc="scoring", disable=None) as bar:
                 for i, answer in answers:
                     table.add(todo[i], answer)
-                    seconds += answer.get("duration_s", 0.0)
-                    failed += "error" in answer
+                    tally.add(answer)
                     bar.update()
-                    bar.set_postfix_str(f"{seconds / (time.monotonic() - start):.0f}x real time")
+                    bar.set_postfix_str(f"{tally.seconds / tally.elapsed:.0f}x real time")
     except (SerError, KeyboardInterrupt):
         raise
     except Exception as err:  # a worker that died, or a bug: what is written stays
@@ -86,9 +85,34 @@ def score_archive(sources: list[str], cfg: PredictArgs, options: Options, vad: V
         table.close()
     if not todo:
         return f"all {len(files)} files are in {job.output_dir} already"
-    wall = time.monotonic() - start
-    return (
-        f"{len(todo)} files scored ({seconds / 3600:.2f} h of audio) in {wall:.1f} s "
-        f"({len(todo) / wall:.1f} files/s, {seconds / wall:.0f}x real time); {failed} could not be "
-        f"scored (rows with an error); {len(files) - len(todo)} were there already: {job.output_dir}"
-    )
+    return f"{tally}; {len(files) - len(todo)} were there already: {job.output_dir}"
+
+
+@dataclass
+class Tally:
+    """What a job did: files, seconds of audio and failures, and when its first answer came."""
+
+    files: int = 0
+    seconds: float = 0.0
+    failed: int = 0
+    start: float = field(default_factory=time.monotonic)
+    first: float | None = None  # seconds to the first answer: start-up and loading the model
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def add(self, answer: dict) -> None:
+        if self.first is None:
+            self.first = self.elapsed
+        self.files += 1
+        self.seconds += answer.get("duration_s", 0.0)
+        self.failed += "error" in answer
+
+    def __str__(self) -> str:
+        wall = self.elapsed
+        return (
+            f"{self.files} files scored ({self.seconds / 3600:.2f} h of audio) in {wall:.1f} s, the first "
+            f"after {self.first:.1f} s ({self.files / wall:.1f} files/s, {self.seconds / wall:.0f}x real "
+            f"time); {self.failed} could not be scored (rows with an error)"
+        )

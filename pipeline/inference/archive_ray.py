@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from .archive_workers import FileScorer, Scoring
 
-BATCH_FILES = 4  # files per call of an actor
+BLOCKS_PER_WORKER = 16  # the files are cut into this many blocks per actor: a slow one holds up little
 
 
 class RayScorer:
@@ -43,11 +43,12 @@ def ray_answers(
         gpu = device.startswith("cuda") or (device == "auto" and ray.cluster_resources().get("GPU", 0) > 0)
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the driver draws one bar
-        files = ray.data.from_items([{"index": i, "path": path} for i, path in enumerate(paths)])
+        items = [{"index": i, "path": path} for i, path in enumerate(paths)]
+        files = ray.data.from_items(items, override_num_blocks=min(len(items), BLOCKS_PER_WORKER * workers))
         answers = files.map_batches(
             RayScorer,
             fn_constructor_kwargs={"scoring": scoring, "device": "cuda" if gpu else "cpu"},
-            batch_size=BATCH_FILES,
+            batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=0 if gpu else 1,
             num_gpus=1 if gpu else 0,

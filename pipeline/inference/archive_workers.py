@@ -5,7 +5,6 @@ worker), on Ray in `archive_ray`."""
 from __future__ import annotations
 
 import ctypes
-import os
 import signal
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -41,16 +40,10 @@ class FileScorer:
     for a file that cannot be scored (not found, not audio, too short, no speech)."""
 
     def __init__(self, scoring: Scoring, device: str, threads: int | None = None):
-        if threads:
-            os.environ["OMP_NUM_THREADS"] = str(threads)  # ONNX Runtime's threads (`thread_budget`)
         device = None if device == "cpu" else device
         self.predictor = Predictor.from_pretrained(
-            scoring.checkpoint, device, scoring.precision, scoring.backend
+            scoring.checkpoint, device, scoring.precision, scoring.backend, threads
         )
-        if threads and self.predictor.backend == "torch":
-            import torch
-
-            torch.set_num_threads(threads)
         settle_process(self.predictor.backend)
         self.scoring = scoring
 

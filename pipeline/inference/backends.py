@@ -80,9 +80,10 @@ def onnx_file(checkpoint: str | Path, precision: str) -> Path:
     return _exported_for_this_process(Path(checkpoint).resolve()) / ONNX_FILES[precision]
 
 
-def onnx_classifier(checkpoint: str | Path, precision: str, device: str | None):
-    """The ONNX Runtime classifier of `checkpoint` ("auto" is fp32 there; CPU only)."""
+def onnx_classifier(checkpoint: str | Path, precision: str, device: str | None, threads: int | None = None):
+    """The ONNX Runtime classifier of `checkpoint` ("auto" is fp32 there; CPU only) on `threads`
+    threads (None: one per physical core)."""
     if device not in (None, "cpu"):
         raise ConfigError(f"the onnx backend runs on the CPU, not {device}; use --backend torch there")
     precision = "fp32" if precision == "auto" else precision
-    return OnnxClassifier(onnx_file(checkpoint, precision), precision)
+    return OnnxClassifier(onnx_file(checkpoint, precision), precision, threads)

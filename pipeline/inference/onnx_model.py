@@ -58,11 +58,12 @@ class OnnxClassifier:
     backend, device = "onnx", "cpu"
     batch_seconds = 10.0
 
-    def __init__(self, path: Path, precision: str):
+    def __init__(self, path: Path, precision: str, threads: int | None = None):
         import onnxruntime
 
         self.precision = precision
-        options = onnxruntime.SessionOptions()  # threads: one per physical core
+        options = onnxruntime.SessionOptions()  # threads: `threads`, else one per physical core
+        options.intra_op_num_threads = threads or 0
         options.log_severity_level = 3  # errors only
         # idle threads sleep: spinning ones slowed the request threads' numpy (features) by 3x
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")

@@ -87,15 +87,17 @@ class Predictor:
         device: str | None = None,
         precision: str = "auto",
         backend: str = "auto",
+        threads: int | None = None,
     ) -> Predictor:
         """Load `checkpoint` onto `device` (default CPU) at `precision` (see `PRECISIONS`), run by
-        ONNX Runtime (`backend="onnx"`: fp32 or int8, CPU) or PyTorch (see `resolve_backend`)."""
+        ONNX Runtime (`backend="onnx"`: fp32 or int8, CPU) or PyTorch (see `resolve_backend`), on
+        `threads` CPU threads (None: the backend's default; torch's setting is the process's)."""
         check_precision(precision)
         if resolve_backend(backend, checkpoint, device) == "onnx":
             from ..frontend import FrontEnd
             from .backends import onnx_classifier
 
-            classifier = onnx_classifier(checkpoint, precision, device)
+            classifier = onnx_classifier(checkpoint, precision, device, threads)
             labels = checkpoint_labels(checkpoint)
             front_end = FrontEnd.from_pretrained(checkpoint)
             return cls(classifier, front_end, labels, *checkpoint_extras(checkpoint, labels))
@@ -106,6 +108,10 @@ class Predictor:
             )
         from .torch_model import load_torch
 
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
         model, extractor = load_torch(checkpoint, device)
         return cls.from_model(model, extractor, precision, *checkpoint_extras(checkpoint, labels_of(model)))
 
