@@ -26,6 +26,24 @@ from pipeline.data.synth import write_examples
         (["train", "--data", "{tmp}", "--jobs", "0"], "expected a whole number of at least 1, got '0'"),
         (["evaluate", "--checkpoint", "{tmp}", "--data", "{tmp}"], "no prepared data"),
         (["export", "--checkpoint", "{tmp}"], "not a checkpoint directory"),
+        (
+            ["predict", "--checkpoint", "{tmp}", "{tmp}"],
+            "(a folder or a manifest is scored with --output-dir)",
+        ),
+        (["predict", "--checkpoint", "{tmp}", "--output-dir", "{tmp}/o", "{tmp}", "{tmp}"], "one folder or"),
+        (
+            ["predict", "--checkpoint", "{tmp}", "--output-dir", "{tmp}/o", "--workers", "0", "{tmp}"],
+            "at least 1",
+        ),
+        (
+            ["predict", "--checkpoint", "{tmp}", "--output-dir", "{tmp}/o", "--shard-files", "0", "{tmp}"],
+            "--shard-files must be at least 1, got 0",
+        ),
+        (
+            ["predict", "--checkpoint", "{tmp}", "--output-dir", "{tmp}/o", "{tmp}/none"],
+            "no folder or manifest",
+        ),
+        (["predict", "--checkpoint", "{tmp}", "--output-dir", "{tmp}/o", "{tmp}"], "no audio files"),
     ],
 )
 def test_errors_are_one_line(tmp_path, ser_here, args, message):

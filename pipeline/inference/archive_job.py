@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from tqdm.auto import tqdm
 
 from ..commands import PredictArgs
-from ..errors import ConfigError, OptionError, SerError
+from ..errors import OptionError, SerError
 from .answers import Options
 from .archive import archive_files
 from .archive_table import ArchiveTable
@@ -29,8 +29,6 @@ from .vad import VadConfig
 def answers_of(scoring: Scoring, paths: list[str], cfg: PredictArgs) -> Iterator[tuple[int, dict]]:
     """(index, answer) of each of `paths` from the engine `cfg` asks for."""
     job, runtime = cfg.archive, cfg.runtime
-    if job.workers is not None and job.workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {job.workers}")
     if job.engine == "ray":
         from .archive_ray import ray_answers
 
@@ -45,12 +43,22 @@ def score_archive(sources: list[str], cfg: PredictArgs, options: Options, vad: V
     job, runtime = cfg.archive, cfg.runtime
     if len(sources) != 1 or cfg.output:
         raise OptionError("--output-dir scores one folder or manifest (timelines go in its table)")
+    for flag, value in (
+        ("--workers", 1 if job.workers is None else job.workers),
+        ("--shard-files", job.shard_files),
+    ):
+        if value < 1:
+            raise OptionError(f"{flag} must be at least 1, got {value}")
     files = archive_files(sources[0])
     labels = checkpoint_labels(cfg.checkpoint)
     options.check(len(labels))
     vad.check()
+    try:
+        weights = weights_digest(cfg.checkpoint)
+    except OSError as err:
+        raise SerError(f"cannot read the weights in {cfg.checkpoint}: {err.strerror}") from None
     run = {
-        "model": {"weights_sha256": weights_digest(cfg.checkpoint), "labels": labels},
+        "model": {"weights_sha256": weights, "labels": labels},
         "options": {
             **asdict(options),
             **({"vad": asdict(vad)} if options.segments else {}),

@@ -82,7 +82,10 @@ class ArchiveTable:
         answer = answer_schema(run["model"]["labels"], timeline)
         self.names, carried = carried_schema(files, {PATH_COLUMN, *(name for name, _ in answer)})
         self.schema = pa.schema([(PATH_COLUMN, pa.string()), *carried, *answer])
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise SerError(f"cannot write to {self.dir}: {err.strerror}") from None
         self.lock = FileLock(self.dir / LOCK_FILE)
         try:
             self.lock.acquire(timeout=0)
