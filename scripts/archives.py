@@ -76,9 +76,13 @@ def make_archive(
         sf.write(path, resample(wave, SR, rate), rate)
         archive.clips.append(path)
     (root / "meetings").mkdir(parents=True, exist_ok=True)
-    for k in range(recordings):
+    for k in range(recordings):  # one recording's speech, each 7.3 s later in its 2-minute cycle
         path = root / "meetings" / f"meeting{k:02d}.wav"
-        write_recording(path, minutes, seed + k)
+        if k == 0:
+            write_recording(path, minutes, seed)
+            wave, _ = sf.read(path, dtype="int16")
+        else:
+            sf.write(path, np.roll(wave, round(k * 7.3 * SR)), SR)
         archive.recordings.append(path)
     for k in range(broken):
         path = root / "calls" / f"broken{k}.{'wav' if k % 2 == 0 else 'mp3'}"

@@ -202,11 +202,11 @@ class FoldTraining:
             "config": self.cfg.to_dict(),
         }
         results = complete(results, setup, acc, self.evaluation, state.train_log, "custom Accelerate loop")
-        acc.end_training()
-        # Every collective finished before the model and its process group are freed: gloo's thread,
+        # Every collective finished before `end_training` destroys the process group: gloo's thread,
         # freeing a last broadcast's tensors, needs the GIL the thread freeing the group holds (a
         # 2-process run hung so at exit once, under load).
         acc.wait_for_everyone()
+        acc.end_training()
         return results
 
 
