@@ -8,6 +8,7 @@ this package installed; the driver connects to `--ray-address` (or RAY_ADDRESS, 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 
 from .archive_workers import FileScorer, Scoring
@@ -41,15 +42,15 @@ def ray_answers(
     )
     try:
         gpu = device.startswith("cuda") or (device == "auto" and ray.cluster_resources().get("GPU", 0) > 0)
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False  # the driver draws one bar
+        ray.data.DataContext.get_current().enable_progress_bars = False  # the driver draws one bar
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # its plan and progress, as INFO lines
+        blocks = min(len(paths), BLOCKS_PER_WORKER * workers)
         items = [{"index": i, "path": path} for i, path in enumerate(paths)]
-        files = ray.data.from_items(items, override_num_blocks=min(len(items), BLOCKS_PER_WORKER * workers))
-        answers = files.map_batches(
+        answers = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
             RayScorer,
             fn_constructor_kwargs={"scoring": scoring, "device": "cuda" if gpu else "cpu"},
             batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=workers),
+            compute=ray.data.ActorPoolStrategy(size=min(workers, blocks)),
             num_cpus=0 if gpu else 1,
             num_gpus=1 if gpu else 0,
         )
