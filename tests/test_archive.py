@@ -148,6 +148,8 @@ def test_a_timeline_is_a_row_per_segment_and_manifest_columns_are_carried(tmp_pa
         "start": 0.0,
         "end": 1.0,
         "duration_s": 2.0,
+        "file_label": "sad",
+        "file_score": 0.7,
         "label": "sad",
         "score": 0.5,
         "scores": {"angry": None, "happy": None, "sad": 0.5},

@@ -92,6 +92,7 @@ def test_every_file_of_an_archive_once_with_the_answer_it_gets_alone(tmp_path, n
     for answer in answers:
         file_rows = rows[Path(answer["file"]).relative_to(archive.root).as_posix()]
         assert all(r["error"] is None and r["duration_s"] == answer["duration_s"] for r in file_rows)
+        assert all(r["file_score"] == pytest.approx(answer["score"], abs=1e-4) for r in file_rows)
         assert len(file_rows) == len(answer["segments"])
         for row, segment in zip(file_rows, answer["segments"]):
             assert (row["start"], row["end"]) == (segment["start"], segment["end"])

@@ -4,8 +4,9 @@ complete or not at all, so a job killed at any moment and started again skips ex
 the shards hold. `_run.json` records the model and the options once (Parquet readers skip names
 that start with `_` or `.`); a run with other ones is refused there.
 
-One row per file (its answer), or per speech segment with a timeline; a file that could not be
-scored has one row with its `error` and no answer. A manifest's columns are carried, a column named
+One row per file (its answer), or per speech segment with a timeline (with its file's emotion:
+`file_label`, `file_score`); a file that could not be scored has one row with its `error` and no
+answer. A manifest's columns are carried, a column named
 like one of the answer's as `manifest_<name>`.
 """
 
@@ -33,10 +34,13 @@ COMPARED = ("model", "options", "format")  # what a run that goes on must share 
 
 
 def answer_schema(labels: list[str], timeline: bool) -> list[tuple[str, pa.DataType]]:
+    """The answer's columns: a file's, or with a timeline a segment's and its file's emotion."""
     scores = pa.struct([(label, pa.float64()) for label in labels])
     segment = [("segment", pa.int32()), ("start", pa.float64()), ("end", pa.float64())]
+    of_file = [("file_label", pa.string()), ("file_score", pa.float64())]
     answer = [("duration_s", pa.float64()), ("label", pa.string()), ("score", pa.float64())]
-    return [*(segment if timeline else []), *answer, ("scores", scores), ("error", pa.string())]
+    columns = [*answer, ("scores", scores), ("error", pa.string())]
+    return [*segment, *columns[:1], *of_file, *columns[1:]] if timeline else columns
 
 
 def carried_schema(files: list[ArchiveFile], taken: set[str]) -> tuple[dict[str, str], pa.Schema]:
@@ -57,10 +61,12 @@ def rows_of(file: ArchiveFile, answer: dict, names: dict[str, str]) -> list[dict
         return [{**row, "error": answer["error"]}]
     if "segments" not in answer:
         return [{**row, **answer}]
-    return [
-        {**row, "segment": i, **segment, "duration_s": answer["duration_s"]}
-        for i, segment in enumerate(answer["segments"])
-    ]
+    of_file = {
+        "duration_s": answer["duration_s"],
+        "file_label": answer["label"],
+        "file_score": answer["score"],
+    }
+    return [{**row, "segment": i, **segment, **of_file} for i, segment in enumerate(answer["segments"])]
 
 
 def _change(key: str, there: Any, here: Any) -> str:
