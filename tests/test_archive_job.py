@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 import shutil
 import signal
@@ -109,7 +110,9 @@ def _shards(directory: Path) -> int:
 
 
 @pytest.mark.slow
-def test_killed_at_three_random_moments_then_run_again_it_writes_what_one_run_writes(tmp_path, network_only):
+def test_killed_three_times_and_interrupted_then_run_again_it_writes_what_one_run_writes(
+    tmp_path, network_only
+):
     archive = make_archive(tmp_path / "archive", clips=300, recordings=2, minutes=2, broken=2, seed=3)
     job = [
         "predict",
@@ -127,17 +130,23 @@ def test_killed_at_three_random_moments_then_run_again_it_writes_what_one_run_wr
     out, seed = tmp_path / "resumed", random.randrange(2**32)
     rng = random.Random(seed)
     command = [sys.executable, "-m", "pipeline.cli", *job, "--output-dir", str(out), str(archive.root)]
-    for _ in range(3):  # each killed once a random number of further shards is there, a random time after
-        proc = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        target = rng.randint(_shards(out) + 1, _shards(out) + max(1, (total - _shards(out)) // 3))
+    # SIGKILL three times, then Ctrl-C (SIGINT to the process group, as a terminal sends it), each
+    # once a random number of further shards is there and a random time after (in all, about half)
+    for stop in (signal.SIGKILL, signal.SIGKILL, signal.SIGKILL, signal.SIGINT):
+        proc = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, start_new_session=True)
+        target = rng.randint(_shards(out) + 1, _shards(out) + max(1, (total - _shards(out)) // 6))
         while _shards(out) < target and proc.poll() is None:
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 0.5))
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.05))  # a shard is written every 0.1 s or so
         workers = psutil.Process(proc.pid).children(recursive=True)
-        proc.send_signal(signal.SIGKILL)
-        assert proc.wait() == -signal.SIGKILL, f"the job ended before it was killed (seed {seed})"
+        if stop == signal.SIGKILL:
+            proc.send_signal(stop)
+        else:
+            os.killpg(proc.pid, stop)
+        expected_code = -signal.SIGKILL if stop == signal.SIGKILL else 130
+        assert proc.wait(timeout=30) == expected_code, f"the job ended before it was stopped (seed {seed})"
         _, alive = psutil.wait_procs(workers, timeout=15)
-        assert alive == [], "a killed job's workers outlive it"
+        assert alive == [], "a stopped job's workers outlive it"
     assert 0 < _shards(out) < total, seed
     ser(*job, "--output-dir", str(out), str(archive.root))
     assert_same_rows(table(out), expected, tolerance=1e-6)

@@ -5,9 +5,11 @@ worker), on Ray in `archive_ray`."""
 from __future__ import annotations
 
 import ctypes
+import itertools
+import queue
 import signal
+import sys
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
 
@@ -22,6 +24,7 @@ from .vad import VadConfig
 
 PR_SET_PDEATHSIG = 1
 IN_FLIGHT = 4  # files sent ahead to each worker process
+FAILED = -1  # the index of a worker's message that it cannot go on
 
 
 @dataclass(frozen=True)
@@ -84,50 +87,78 @@ def die_with_parent() -> None:
         pass
 
 
-_scorer: FileScorer | SerError | None = None  # a worker process's
-
-
-def _start_worker(scoring: Scoring, devices, threads: int) -> None:
+def _work(scoring: Scoring, device: str, threads: int, tasks, answers) -> None:
+    """A worker process: the model loaded once, then each (index, path) of `tasks` answered into
+    `answers` until None; (FAILED, why) where it cannot go on. It ignores Ctrl-C (its driver
+    handles it) and exits cleanly on SIGTERM (its driver stopping it)."""
     die_with_parent()
-    global _scorer
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # the driver's stop: exit cleanly
     try:
-        _scorer = FileScorer(scoring, devices.get(), threads)
-    except SerError as err:  # told to the driver with the first file
-        _scorer = err
+        scorer = FileScorer(scoring, device, threads)
+        while (task := tasks.get()) is not None:
+            index, path = task
+            answers.put((index, scorer(path)))
+    except Exception as err:  # not a file's problem (those are answers): the job stops
+        answers.put((FAILED, str(err) if isinstance(err, SerError) else f"{type(err).__name__}: {err}"))
 
 
-def _score(path: str) -> dict:
-    if isinstance(_scorer, SerError):
-        raise _scorer
-    return _scorer(path)
+def _processes(scoring: Scoring, paths: list[str], devices: list[str]) -> Iterator[tuple[int, dict]]:
+    """(index, answer) of each of `paths` from one process per device, each on its share of the
+    cores, `IN_FLIGHT` files ahead; the processes are stopped however this ends."""
+    context = get_context("spawn")
+    tasks, answers = context.Queue(), context.Queue()
+    threads = max(1, available_cores() // len(devices))
+    workers = [
+        context.Process(target=_work, args=(scoring, device, threads, tasks, answers), daemon=True)
+        for device in devices
+    ]
+    interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)  # they start with Ctrl-C ignored
+    try:
+        for worker in workers:
+            worker.start()
+    finally:
+        signal.signal(signal.SIGINT, interrupt)
+    finished = False
+    try:
+        todo = iter(enumerate(paths))
+        for task in itertools.islice(todo, IN_FLIGHT * len(workers)):
+            tasks.put(task)
+        for _ in paths:
+            yield _next_answer(answers, workers)
+            for task in itertools.islice(todo, 1):
+                tasks.put(task)
+        for _ in workers:
+            tasks.put(None)  # every file answered: they exit
+        finished = True
+    finally:
+        for worker in workers:
+            if not finished:  # stopped early (Ctrl-C, an error): now
+                worker.terminate()
+            worker.join()
+
+
+def _next_answer(answers, workers) -> tuple[int, dict]:
+    """The next (index, answer); SerError where a worker failed or died."""
+    while True:
+        try:
+            index, answer = answers.get(timeout=1.0)
+        except queue.Empty:
+            dead = [w for w in workers if not w.is_alive()]
+            if dead:
+                raise SerError(
+                    f"a worker process stopped (exit code {dead[0].exitcode}; out of memory?): "
+                    "the files scored so far are kept, run the command again to go on"
+                ) from None
+            continue
+        if index == FAILED:
+            raise SerError(answer)
+        return index, answer
 
 
 def local_answers(scoring: Scoring, paths: list[str], devices: list[str]) -> Iterator[tuple[int, dict]]:
     """(index, answer) of each of `paths`, as they are done: in this process for one worker, else in
-    one process per device, each on its share of the cores."""
+    one process per device."""
     if len(devices) == 1:
         scorer = FileScorer(scoring, devices[0])
-        yield from ((i, scorer(path)) for i, path in enumerate(paths))
-        return
-    context = get_context("spawn")
-    queue = context.Queue()
-    for device in devices:
-        queue.put(device)
-    threads = max(1, available_cores() // len(devices))
-    pool = ProcessPoolExecutor(
-        len(devices), context, initializer=_start_worker, initargs=(scoring, queue, threads)
-    )
-    try:
-        todo, pending = iter(enumerate(paths)), {}
-        while True:
-            for i, path in todo:
-                pending[pool.submit(_score, path)] = i
-                if len(pending) >= IN_FLIGHT * len(devices):
-                    break
-            if not pending:
-                return
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield pending.pop(future), future.result()
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        return ((i, scorer(path)) for i, path in enumerate(paths))
+    return _processes(scoring, paths, devices)
