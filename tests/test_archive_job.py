@@ -105,6 +105,12 @@ def _csv(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def _ctrl_c_as_a_terminal_has_it() -> None:
+    """SIGINT back to its default in the job: a suite started in the background (`make test &`)
+    passes it on ignored, and Python then never turns it into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _shards(directory: Path) -> int:
     return len(list(directory.glob("part-*.parquet")))
 
@@ -127,14 +133,20 @@ def test_killed_three_times_and_interrupted_then_run_again_it_writes_what_one_ru
     ]
     ser(*job, "--output-dir", str(tmp_path / "once"), str(archive.root))
     expected, total = table(tmp_path / "once"), _shards(tmp_path / "once")
-    out, seed = tmp_path / "resumed", random.randrange(2**32)
+    out, seed = tmp_path / "resumed", random.SystemRandom().randrange(2**32)  # not the suite's seeded one
     rng = random.Random(seed)
     command = [sys.executable, "-m", "pipeline.cli", *job, "--output-dir", str(out), str(archive.root)]
     # Ctrl-C (SIGINT to the process group, as a terminal sends it), then SIGKILL three times, each
     # once a random number of further shards is there and a random time after; 16 shards (a second
     # of work or more) always left, so that a loaded machine's late look still stops a running job
     for stop in (signal.SIGINT, signal.SIGKILL, signal.SIGKILL, signal.SIGKILL):
-        proc = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_ctrl_c_as_a_terminal_has_it,
+        )
         have = _shards(out)
         target = rng.randint(have + 1, max(have + 1, min(have + (total - have) // 6, total - 16)))
         while _shards(out) < target and proc.poll() is None:
