@@ -16,7 +16,7 @@ from multiprocessing import get_context
 from ..errors import ConfigError, SerError
 from ..functionals import available_cores
 from .answers import Options
-from .backends import default_device, torch_installed
+from .backends import default_device, resolve_device, torch_installed
 from .memory import settle_process
 from .predictor import Predictor
 from .recording import answer_file
@@ -43,9 +43,12 @@ class FileScorer:
     for a file that cannot be scored (not found, not audio, too short, no speech)."""
 
     def __init__(self, scoring: Scoring, device: str, threads: int | None = None):
-        device = None if device == "cpu" else device
         self.predictor = Predictor.from_pretrained(
-            scoring.checkpoint, device, scoring.precision, scoring.backend, threads
+            scoring.checkpoint,
+            resolve_device(device, scoring.backend),
+            scoring.precision,
+            scoring.backend,
+            threads,
         )
         settle_process(self.predictor.backend)
         self.scoring = scoring
